@@ -1,0 +1,1 @@
+"""One module per `yolo9000` subcommand; each exposes `register(subparsers)`."""

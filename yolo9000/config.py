@@ -1,0 +1,235 @@
+"""Configs are frozen dataclasses; YAML is only how they are stored (STYLE A.2.7).
+
+A config file has up to four sections, `model`, `loss`, `data`, `train`, each mapping onto one dataclass below;
+a missing section takes the defaults. An unknown key, or a value of the wrong type, is an error naming the key.
+`load_config(path, overrides=["train.lr=0.01", ...])` applies command-line overrides with the same checks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value is invalid; the message names the key."""
+
+
+# ----------------------------------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network architecture (paper section 2-4; darknet `yolov2.cfg`, `yolo9000.cfg`, `darknet19.cfg`)."""
+
+    kind: Literal["darknet19", "yolov2", "yolo9000"] = "yolov2"
+    num_classes: int = 80                 # flat classes, or tree nodes when `tree` is set
+    tree: str | None = None               # path of a .tree/.json, "9k" for darknet's, or None for a flat model
+    width: float = 1.0                    # channel multiplier (1.0 = the paper's network; tiny uses less)
+    depth: Literal["full", "tiny"] = "full"
+    anchors: tuple[tuple[float, float], ...] = (
+        (0.57273, 0.677385), (1.87446, 2.06253), (3.33843, 5.47434), (7.88282, 3.52778), (9.77052, 9.16828))
+    passthrough: bool = True              # YOLOv2's reorg route from the 26x26 features
+    head_convs: int = 3                   # extra 3x3x1024 convs before the prediction (yolov2: 3, yolo9000: 0)
+    input_size: int = 416                 # default square input; any multiple of 32 works
+    stride: int = 32
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Region loss weights and rules (darknet_yolo9000.md section 4)."""
+
+    coord: float = 1.0
+    obj: float = 5.0
+    noobj: float = 1.0
+    cls: float = 1.0
+    prior: float = 0.01                   # pull to the anchor at the cell centre while seen < prior_images
+    prior_images: int = 12800
+    ignore_iou: float = 0.6               # predictions overlapping any GT above this get no no-object penalty
+    rescore: bool = True                  # objectness target = IoU with the truth (else 1)
+    classification_objectness: Literal["paper", "darknet"] = "paper"  # paper: push up to .3; darknet: no gradient
+    classification_min_iou: float = 0.3
+    max_boxes: int | None = None          # None: keep every box; an int caps per image and logs the count dropped
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train and evaluate on, and how batches are formed (darknet_yolo9000.md section 8)."""
+
+    dataset: str | None = None            # datasets/*.yaml descriptor
+    det_per_batch: int = 2                # detection images per batch
+    cls_per_batch: int = 6                # classification images per batch
+    mixing: Literal["quota", "uniform"] = "quota"
+    multiscale: tuple[int, ...] = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
+    multiscale_period: int = 10           # batches between size changes
+    eval_size: int = 416
+    jitter: float = 0.2
+    hue: float = 0.1
+    saturation: float = 0.75
+    exposure: float = 0.75
+    flip: bool = True
+    min_box_size: float = 2.0             # boxes smaller than this (pixels, after augmentation) are dropped
+    workers: int = 2
+    class_map: str | None = None          # darknet .map, or a YAML of category -> wnid
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and run bookkeeping (darknet [net] sections)."""
+
+    epochs: int = 1
+    max_steps: int | None = None
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    burn_in: int = 1000
+    schedule: Literal["steps", "poly", "constant"] = "steps"
+    steps: tuple[int, ...] = ()
+    scales: tuple[float, ...] = ()
+    power: float = 4.0
+    subdivisions: int = 1                 # gradient accumulation (darknet's subdivisions)
+    clip_grad_norm: float | None = None
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    channels_last: bool = True
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    out: str = "runs/train"
+    init: str | None = None               # checkpoint or darknet .weights to start from
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------------------------------- parsing
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Check and convert a YAML value to the annotated type, raising ConfigError that names the key."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {hint}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(a) for a in args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping; unknown keys and bad values raise ConfigError naming the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict:
+    """Plain-YAML-friendly dict (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(dataclasses.asdict(config))
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> dict:
+    """`["train.lr=0.01", "data.multiscale=[320,416]"]` -> nested dict; values parsed as YAML."""
+    out: dict = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=0.01")
+        key, raw = item.split("=", 1)
+        _set_path(out, key.strip(), yaml.safe_load(raw))
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (sections model/loss/data/train) and apply `key=value` overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    data = _merge(data, parse_overrides(overrides))
+    return from_dict(Config, data)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
