@@ -1,0 +1,110 @@
+"""Evaluation against hand-computed values: COCO AP through pycocotools, the split, top-k, per-depth accuracy."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from yolo9000.evaluate import (ancestor_rate, coco_detections, coco_map, depth_accuracy, split_map,
+                               topk_accuracy)
+
+
+def _gt() -> dict:
+    """Two images. Category 1 has two boxes, category 2 one box, category 3 none."""
+    return {
+        "images": [{"id": 10, "width": 100, "height": 80}, {"id": 11, "width": 100, "height": 80}],
+        "annotations": [
+            {"id": 1, "image_id": 10, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0},
+            {"id": 2, "image_id": 11, "category_id": 1, "bbox": [50, 40, 30, 20], "area": 600, "iscrowd": 0},
+            {"id": 3, "image_id": 10, "category_id": 2, "bbox": [60, 10, 20, 30], "area": 600, "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
+    }
+
+
+def test_one_perfect_and_one_wrong_detection():
+    # Category 1: the perfect box scores .9, a box far from the second truth (IoU 0) scores .8. The PR curve has
+    # precision 1 up to recall .5 then never reaches more recall: COCO's 101-point interpolation gives 51/101.
+    # Category 2: one perfect detection -> AP 1 at every IoU threshold.
+    dets = [
+        {"image_id": 10, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9},
+        {"image_id": 11, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.8},
+        {"image_id": 10, "category_id": 2, "bbox": [60, 10, 20, 30], "score": 0.7},
+    ]
+    m = coco_map(_gt(), dets)
+    assert m.per_class_ap50[1] == pytest.approx(51 / 101)
+    assert m.per_class_ap[1] == pytest.approx(51 / 101)
+    assert m.per_class_ap50[2] == pytest.approx(1.0)
+    assert math.isnan(m.per_class_ap50[3])                       # no truth: left out of the mean
+    assert m.map50 == pytest.approx((51 / 101 + 1) / 2)
+    split = split_map(m.per_class_ap50, {"coarse": [2], "fine": [1, 3]})
+    assert split == pytest.approx({"coarse": 1.0, "fine": 51 / 101})
+
+
+def test_wrong_ranking_lowers_ap_and_loose_box_fails_high_iou():
+    # The wrong box now outranks the perfect one: precision at recall .5 is 1/2 -> AP50 = 51/101 * 0.5.
+    dets = [
+        {"image_id": 10, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.5},
+        {"image_id": 11, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.8},
+        # IoU with the category-2 truth = (20*24)/(20*30) = 0.8: a hit at .5..8, a miss at .85..95
+        {"image_id": 10, "category_id": 2, "bbox": [60, 10, 20, 24], "score": 0.7},
+    ]
+    m = coco_map(_gt(), dets, cat_ids=[1, 2])
+    assert m.per_class_ap50[1] == pytest.approx(0.5 * 51 / 101)
+    assert m.per_class_ap50[2] == pytest.approx(1.0)
+    assert m.per_class_ap[2] == pytest.approx(7 / 10)           # thresholds .5,.55,...,.8 hit; .85,.9,.95 miss
+
+
+def test_no_detections_gives_zero():
+    m = coco_map(_gt(), [])
+    assert m.map50 == 0.0 and m.per_class_ap50[1] == 0.0 and math.isnan(m.per_class_ap50[3])
+
+
+def test_coco_detections_undo_letterbox_nms_and_cap():
+    # One image, original 100x50 letterboxed into 64x64: scale .64, pad_y (64 - 32) / 2 = 16.
+    boxes = torch.tensor([[[6.4, 22.4, 19.2, 35.2], [6.4, 22.4, 19.2, 36.0], [32.0, 16.0, 64.0, 48.0]]])
+    scores = torch.tensor([[[0.9, 0.001], [0.8, 0.3], [0.6, 0.7]]])   # [B=1, P=3, K=2]
+    dets = coco_detections(boxes, scores, category_ids=[5, 7], image_ids=torch.tensor([42]),
+                           letterbox=torch.tensor([[0.64, 0.0, 16.0]]), orig_sizes=torch.tensor([[50, 100]]),
+                           conf_threshold=0.005, nms_iou=0.45)
+    got = sorted((d["category_id"], round(d["score"], 4)) for d in dets)
+    # box 1 is suppressed by box 0 in category 5 (IoU ~ .94); category 7 keeps both (box 0 scored below .005)
+    assert got == [(5, 0.6), (5, 0.9), (7, 0.3), (7, 0.7)]
+    first = next(d for d in dets if d["score"] == pytest.approx(0.9))
+    assert first["bbox"] == pytest.approx([10.0, 10.0, 20.0, 20.0], abs=0.01)
+    big = next(d for d in dets if d["score"] == pytest.approx(0.7))
+    assert big["bbox"] == pytest.approx([50.0, 0.0, 50.0, 50.0], abs=0.01)   # clipped to the original image
+    capped = coco_detections(boxes, scores, [5, 7], torch.tensor([42]), torch.tensor([[0.64, 0.0, 16.0]]),
+                             torch.tensor([[50, 100]]), max_detections=2)
+    assert sorted(d["score"] for d in capped) == pytest.approx([0.7, 0.9])
+
+
+def test_topk_over_leaves(tiny_tree):
+    # Leaves of the tiny tree: a1 a2 a3x a3y b1x_p b1x_q (2, 3, 6, 7, 9, 10). Internal nodes never count.
+    probs = torch.zeros(3, tiny_tree.num_nodes)
+    probs[0, [0, 2, 3]] = torch.tensor([0.99, 0.6, 0.3])     # top leaf a1
+    probs[1, [4, 6, 7]] = torch.tensor([0.9, 0.5, 0.4])      # top leaf a3x, a3y second
+    probs[2, [9, 10, 2, 6, 7]] = torch.tensor([0.5, 0.4, 0.3, 0.2, 0.1])
+    labels = torch.tensor([2, 7, 3])
+    acc = topk_accuracy(probs, labels, tiny_tree, ks=(1, 2, 5))
+    assert acc == pytest.approx({1: 1 / 3, 2: 2 / 3, 5: 2 / 3})  # a2 (3) is row 2's 6th leaf: not in its top 5
+    only_a = topk_accuracy(probs, labels, tiny_tree, ks=(1,), leaves=torch.tensor([3, 7]))
+    # best of {a2, a3y}: row 0 a2 (label a1, wrong), row 1 a3y (right), row 2 a3y (label a2, wrong)
+    assert only_a[1] == pytest.approx(1 / 3)
+
+
+def test_depth_accuracy_matches_loop(tiny_tree, generator):
+    decided = torch.randint(0, tiny_tree.num_nodes, (200,), generator=generator)
+    labels = torch.randint(0, tiny_tree.num_nodes, (200,), generator=generator)
+    got = depth_accuracy(decided, labels, tiny_tree)
+    for d in range(tiny_tree.max_depth + 1):
+        hits = total = 0
+        for p, t in zip(decided.tolist(), labels.tolist()):
+            tp, pp = tiny_tree.path(t), tiny_tree.path(p)
+            if len(tp) > d:
+                total += 1
+                hits += len(pp) > d and pp[d] == tp[d]
+        assert got[d].item() == pytest.approx(hits / total)
+    ref = sum(p in tiny_tree.path(t) for p, t in zip(decided.tolist(), labels.tolist())) / 200
+    assert ancestor_rate(decided, labels, tiny_tree) == pytest.approx(ref)
