@@ -1,0 +1,170 @@
+"""Networks: darknet's operation count, output shapes, hand-computed parameter counts, reorg golden values,
+darknet max-pool padding, darknet batch norm, gradients, and config errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from yolo9000.config import ConfigError, ModelConfig, load_config
+from yolo9000.model import DarknetBatchNorm2d, MaxPoolDarknet, Reorg, build_model
+from yolo9000.model.summary import summarize
+
+# The paper's Table 6 written out independently of yolo9000.model.darknet19: (filters, size) or "M" for max-pool.
+TABLE6 = [(32, 3), "M", (64, 3), "M", (128, 3), (64, 1), (128, 3), "M", (256, 3), (128, 1), (256, 3), "M",
+          (512, 3), (256, 1), (512, 3), (256, 1), (512, 3), "M", (1024, 3), (512, 1), (1024, 3), (512, 1), (1024, 3)]
+
+
+def bn_conv_params(cin: int, cout: int, k: int) -> int:
+    return cin * cout * k * k + 2 * cout  # conv without bias + BN weight and bias
+
+
+def trunk_params() -> tuple[int, int, int]:
+    """(params, channels at stride 16, channels at stride 32) of the Darknet-19 trunk."""
+    total, c, c16 = 0, 3, 0
+    for row in TABLE6:
+        if row == "M":
+            c16 = c
+            continue
+        total += bn_conv_params(c, row[0], row[1])
+        c = row[0]
+    return total, c16, c
+
+
+def test_darknet19_flops_at_224_is_5_58_billion():
+    model = build_model(ModelConfig(kind="darknet19", num_classes=1000, input_size=224))
+    summary = summarize(model, 224)
+    assert abs(summary.flops / 1e9 - 5.58) < 0.01
+    # Cross-check with PyTorch's own counter (2 x MACs per conv too); the mean pool adds no flops there.
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 224, 224))
+    assert counter.get_total_flops() == summary.flops
+    assert summary.output_shape == (1, 1000)
+
+
+def test_parameter_counts_match_hand_computation():
+    trunk, _, c32 = trunk_params()
+    with torch.device("meta"):
+        darknet19 = build_model(load_config("configs/darknet19.yaml").model)
+        yolov2 = build_model(load_config("configs/yolov2.yaml").model)
+    assert sum(p.numel() for p in darknet19.parameters()) == trunk + c32 * 1000 + 1000
+    # YOLOv2: two 3x3x1024, 1x1x64 on the 512-channel stride-16 map, reorg x4 -> 256 + 1024, 3x3x1024, 1x1 to 425.
+    head = (bn_conv_params(1024, 1024, 3) * 2 + bn_conv_params(512, 64, 1) + bn_conv_params(1280, 1024, 3)
+            + 1024 * 425 + 425)
+    assert sum(p.numel() for p in yolov2.parameters()) == trunk + head == 50_962_889
+
+
+@pytest.fixture(scope="module")
+def yolo9000_meta():
+    with torch.device("meta"):
+        return build_model(load_config("configs/yolo9000.yaml").model)
+
+
+def test_yolo9000_params_and_output_shape(yolo9000_meta):
+    trunk, _, c32 = trunk_params()
+    filters = 3 * (5 + 9418)
+    assert filters == 28269
+    assert sum(p.numel() for p in yolo9000_meta.parameters()) == trunk + c32 * filters + filters
+    assert summarize(yolo9000_meta, 544).output_shape == (1, 3, 9423, 17, 17)
+    assert yolo9000_meta.anchors.shape == (3, 2) and yolo9000_meta.stride == 32
+    assert yolo9000_meta.num_classes == 9418
+
+
+@pytest.mark.parametrize("height,width", [(64, 64), (96, 160)])
+def test_tiny_output_shape_any_multiple_of_32(height, width):
+    model = build_model(load_config("configs/tiny.yaml").model)
+    out = model(torch.rand(2, 3, height, width))
+    assert out.shape == (2, 3, 5 + 11, height // 32, width // 32)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        model(torch.rand(1, 3, 70, 64))
+
+
+def test_tiny_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    model = build_model(load_config("configs/tiny.yaml").model)
+    x = torch.rand(2, 3, 64, 64)
+    out = model(x)
+    out.square().mean().backward()
+    assert not torch.isnan(out).any()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient for {name}"
+        assert torch.isfinite(p.grad).all(), f"non-finite gradient for {name}"
+
+
+def test_tree_overrides_num_classes(tiny_tree, tmp_path):
+    from wordtree.io import write_darknet
+    prefix = tmp_path / "tiny"
+    write_darknet(tiny_tree, prefix)
+    cfg = load_config("configs/tiny.yaml", [f"model.tree={prefix}.tree"]).model
+    model = build_model(cfg)
+    assert model.num_classes == 11 and model.pred.out_channels == 3 * (5 + tiny_tree.num_nodes)
+
+
+def darknet_reorg_reference(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """darknet's reorg_cpu(x, w, h, c, batch, stride, forward=0, out), written as its loops (src/blas.c)."""
+    batch, c, h, w = x.shape
+    flat_in = x.flatten().tolist()
+    out = [0.0] * len(flat_in)
+    out_c = c // (stride * stride)
+    for b in range(batch):
+        for k in range(c):
+            for j in range(h):
+                for i in range(w):
+                    in_index = i + w * (j + h * (k + c * b))
+                    c2 = k % out_c
+                    offset = k // out_c
+                    w2 = i * stride + offset % stride
+                    h2 = j * stride + offset // stride
+                    out_index = w2 + w * stride * (h2 + h * stride * (c2 + out_c * b))
+                    out[in_index] = flat_in[out_index]  # forward=0: out[in_index] = x[out_index]
+    return torch.tensor(out).view(batch, c * stride * stride, h // stride, w // stride)
+
+
+def test_reorg_golden_by_hand():
+    # C=4, H=W=2, stride 2 -> out_c = 1, x viewed as (1, 4, 4). Output buffer (k, j, i) takes x_flat at
+    # (2i + k%2) + 4 * (2j + k//2): k=0 -> 0, 2, 8, 10; k=1 -> 1, 3, 9, 11; k=2 -> 4, 6, 12, 14; k=3 -> 5, 7, 13, 15.
+    x = torch.arange(16.0).view(1, 4, 2, 2)
+    expected = torch.tensor([0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7, 13, 15.0]).view(1, 16, 1, 1)
+    assert torch.equal(Reorg(2)(x), expected)
+    assert not torch.equal(Reorg(2)(x), F.pixel_unshuffle(x, 2))  # darknet's order is not space-to-depth
+
+
+def test_reorg_matches_darknet_loop(generator):
+    x = torch.randn(2, 8, 6, 4, generator=generator)
+    assert torch.equal(Reorg(2)(x), darknet_reorg_reference(x, 2))
+
+
+def test_maxpool_darknet_padding():
+    x = torch.arange(27 * 27.0).view(1, 1, 27, 27)
+    out = MaxPoolDarknet(2, 2)(x)
+    assert out.shape[-2:] == (14, 14)  # (27 + 1 - 2) // 2 + 1
+    assert out[0, 0, -1, -1] == x[0, 0, 26, 26]  # the last window holds one real cell and three pads
+    assert MaxPoolDarknet(2, 1)(torch.rand(1, 2, 13, 13)).shape[-2:] == (13, 13)
+    even = torch.rand(1, 3, 26, 26)
+    assert torch.equal(MaxPoolDarknet(2, 2)(even), F.max_pool2d(even, 2, 2))
+
+
+def test_darknet_batchnorm_eval_uses_epsilon_on_std(generator):
+    bn = DarknetBatchNorm2d(3).eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        bn.running_var.copy_(torch.tensor([4.0, 0.0, 1e-8]))  # zero and tiny variances occur in darknet weights
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        bn.bias.copy_(torch.tensor([0.0, 0.1, -0.2]))
+    x = torch.randn(1, 3, 2, 2, generator=generator)
+    expected = torch.stack([(x[0, c] - bn.running_mean[c]) / (bn.running_var[c].sqrt() + 1e-6) * bn.weight[c]
+                            + bn.bias[c] for c in range(3)])[None]
+    torch.testing.assert_close(bn(x), expected)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("model.widht=0.5", "model.widht"),
+    ("model.width=-1", "model.width"),
+    ("model.stride=16", "model.stride"),
+    ("model.anchors=[[1.0, 0.0]]", "model.anchors"),
+    ("model.input_size=100", "model.input_size"),
+])
+def test_bad_config_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_model(load_config("configs/tiny.yaml", [override]).model)

@@ -1,0 +1,86 @@
+"""YOLOv2 and YOLO9000 detectors (paper sections 2 and 4; darknet `yolov2.cfg`, `yolo9000.cfg`).
+
+One class covers both. YOLOv2 = Darknet-19 trunk, three 3x3x1024 convs of which the last follows the passthrough
+(1x1 conv to 64 on the stride-16 features, reorg, concatenated in front of the stride-32 path), then a 1x1 conv
+to A*(5+C). YOLO9000 = the same trunk straight into the 1x1 prediction conv (no extra convs, no passthrough),
+3 anchors and C = 9418 WordTree nodes. The output is raw: no sigmoid, exp or softmax here.
+
+Sub-modules are registered in darknet cfg order (trunk, head convs, passthrough conv, fused conv, prediction),
+so parameters and `.weights` line up one to one with the cfg's convolutional layers.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from yolo9000.model.darknet19 import Darknet19, scale_channels
+from yolo9000.model.layers import ConvBNLeaky, Reorg
+
+
+class YOLODetector(nn.Module):
+    """Darknet-19 trunk + YOLOv2 head; returns raw Float[B, A, 5+N, H/32, W/32].
+
+    Args:
+        num_classes: N, flat classes or WordTree nodes.
+        anchors: Float[A, 2] anchor (w, h) in grid units.
+        width: channel multiplier (1.0 = the paper).
+        depth: trunk depth, "full" or "tiny".
+        passthrough: YOLOv2's reorg route from the stride-16 features.
+        head_convs: 3x3 convs at 1024*width channels after the trunk; with the passthrough the last of them
+            comes after the concatenation (as in yolov2.cfg).
+    Attributes:
+        anchors: Float[A, 2] buffer, grid units.
+        stride: input pixels per output cell (32).
+        num_classes: N.
+        num_anchors: A.
+    """
+
+    stride: int = 32
+
+    def __init__(self, num_classes: int, anchors: Tensor, width: float = 1.0,
+                 depth: Literal["full", "tiny"] = "full", passthrough: bool = True, head_convs: int = 3) -> None:
+        super().__init__()
+        anchors = torch.as_tensor(anchors, dtype=torch.float32)
+        if anchors.ndim != 2 or anchors.shape[1] != 2 or anchors.shape[0] == 0:
+            raise ValueError(f"model.anchors: expected A (w, h) pairs, got shape {tuple(anchors.shape)}")
+        self.register_buffer("anchors", anchors)
+        self.num_classes = num_classes
+        self.num_anchors = anchors.shape[0]
+        self.passthrough = passthrough
+        self.trunk = Darknet19(width, depth)
+        head_channels = scale_channels(1024, width)
+        # With the passthrough, yolov2.cfg puts the last of the three 3x3x1024 convs after the concatenation.
+        after = 1 if passthrough and head_convs > 0 else 0
+        channels = self.trunk.channels32
+        head = []
+        for _ in range(head_convs - after):
+            head.append(ConvBNLeaky(channels, head_channels, 3))
+            channels = head_channels
+        self.head = nn.Sequential(*head)
+        if passthrough:
+            squeezed = scale_channels(64, width)
+            self.squeeze = ConvBNLeaky(self.trunk.channels16, squeezed, 1)
+            self.reorg = Reorg(2)
+            channels += 4 * squeezed
+        fuse = []
+        for _ in range(after):
+            fuse.append(ConvBNLeaky(channels, head_channels, 3))
+            channels = head_channels
+        self.fuse = nn.Sequential(*fuse)
+        self.pred = nn.Conv2d(channels, self.num_anchors * (5 + num_classes), 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Float[B, 3, H, W] (H, W multiples of 32) -> raw Float[B, A, 5+N, H/32, W/32]:
+        tx, ty, tw, th, objectness logit, N class (or tree node) logits."""
+        if x.shape[-1] % self.stride or x.shape[-2] % self.stride:
+            raise ValueError(f"input size {tuple(x.shape[-2:])} is not a multiple of {self.stride}")
+        c16, c32 = self.trunk(x)
+        y = self.head(c32)
+        if self.passthrough:
+            # Reorg output first, then the deep path: yolov2.cfg's `[route] layers=-1,-4` order.
+            y = torch.cat((self.reorg(self.squeeze(c16)), y), dim=1)
+        out = self.pred(self.fuse(y))
+        B, _, H, W = out.shape
+        return out.view(B, self.num_anchors, 5 + self.num_classes, H, W)
