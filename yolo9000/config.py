@@ -100,6 +100,8 @@ class TrainConfig:
     log_every: int = 10
     out: str = "runs/train"
     init: str | None = None               # checkpoint or darknet .weights to start from
+    max_seconds: float | None = None      # wall-clock budget: stop (with a final checkpoint) once exceeded
+    progress: bool = True                 # tqdm bar with loss and images/s (rank 0 only)
 
 
 @dataclass(frozen=True)
