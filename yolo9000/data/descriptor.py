@@ -1,0 +1,248 @@
+"""Dataset descriptors: `datasets/*.yaml` says where each split's images and annotations are (no Python there).
+
+    name: shapes
+    root: ${YOLO9000_HOME}/shapes       # optional; paths are relative to it, else to the yaml file's folder
+    tree: shapes.tree                   # optional: a .tree/.json (relative to root) or "9k" for darknet's
+    splits:
+      train:
+        detection:      {format: coco, annotations: det/annotations.json, images: det/images}
+        classification: {format: imagenet, images: cls}      # or a list of such entries, concatenated
+      eval:
+        detection:      {format: coco, annotations: eval/annotations.json, images: eval/images}
+
+Formats: `coco` (annotations, images, class_map, include_crowd), `imagenet` (images = wnid folders, or list),
+`voc` (images = VOC root, image_set, class_map), `darknet` (list, class_map), `pack` (path of a `yolo9000 data pack`
+file). A `class_map` that is not found under root is looked up in the reference data (`coco9k.map`).
+Overrides use dotted keys: `root=/data/coco`, `splits.train.detection.annotations=/x.json`, list entries by index
+(`splits.train.classification.0.images=/imagenet/train`). `${VAR}` expands environment variables;
+`${YOLO9000_HOME}` defaults to the data dir.
+
+Builders: `build_detection(descriptor, split, tree)` and `build_classification(descriptor, split, tree)` return a
+`Source` (a Dataset of (image, target), see `source.py`) or None when the split has no such part.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor
+
+from wordtree.tree import WordTree
+from yolo9000.config import parse_overrides
+from yolo9000.data.images import image_size
+from yolo9000.data.source import ConcatSource, Source, resolve
+from yolo9000.reference import data_home, darknet_dir
+
+FORMATS = ("coco", "imagenet", "voc", "darknet", "pack")
+
+
+class DescriptorError(ValueError):
+    """A dataset descriptor is malformed; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source of a split; paths already resolved against the descriptor root."""
+
+    format: str
+    annotations: Path | None = None     # coco json
+    images: Path | None = None          # coco image folder, imagenet wnid folders, voc root
+    list: Path | None = None            # imagenet `path wnid` list, darknet image list
+    path: Path | None = None            # pack .h5
+    class_map: Path | None = None       # darknet .map or YAML category -> wnid
+    include_crowd: bool = False
+    image_set: str | None = None        # voc ImageSets/Main/<name>.txt
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    detection: tuple[SourceSpec, ...] = ()
+    classification: tuple[SourceSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetDescriptor:
+    """A parsed `datasets/*.yaml`: name, root, optional tree spec and the splits."""
+
+    name: str
+    source: Path                        # the yaml file
+    root: Path
+    tree: str | None
+    splits: dict[str, SplitSpec]
+
+    def split(self, name: str) -> SplitSpec:
+        if name not in self.splits:
+            raise DescriptorError(f"{self.source}: no split {name!r} (has {', '.join(self.splits)})")
+        return self.splits[name]
+
+
+def _expand(text: str) -> str:
+    env = dict(os.environ)
+    env.setdefault("YOLO9000_HOME", str(data_home()))
+    for key, value in env.items():
+        text = text.replace("${" + key + "}", value)
+    return os.path.expanduser(text)
+
+
+def _set_dotted(data: Any, keys: list[str], value: Any, item: str) -> None:
+    node = data
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise DescriptorError(f"--set {item}: {key!r} is not an index of a {len(node)}-entry list")
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise DescriptorError(f"--set {item}: {keys[i - 1]!r} is not a section")
+        if last:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and key not in node:
+                node[key] = {}
+            node = node[key]
+
+
+def _flatten_overrides(nested: dict, prefix: tuple[str, ...] = ()) -> list[tuple[list[str], Any]]:
+    out = []
+    for key, value in nested.items():
+        if isinstance(value, dict) and value:
+            out += _flatten_overrides(value, prefix + (key,))
+        else:
+            out.append((list(prefix + (key,)), value))
+    return out
+
+
+def _source_spec(entry: Any, root: Path, where: str) -> SourceSpec:
+    if not isinstance(entry, dict):
+        raise DescriptorError(f"{where}: expected a mapping with a 'format' key, got {entry!r}")
+    known = {f.name for f in fields(SourceSpec)}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise DescriptorError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    if entry.get("format") not in FORMATS:
+        raise DescriptorError(f"{where}: format {entry.get('format')!r} is not one of {', '.join(FORMATS)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key in ("annotations", "images", "list", "path") and value is not None:
+            value = resolve(root, _expand(str(value)))
+        elif key == "class_map" and value is not None:
+            found = resolve(root, _expand(str(value)))
+            reference = darknet_dir() / str(value)
+            value = found if found.exists() or not reference.exists() else reference
+        kwargs[key] = value
+    return SourceSpec(**kwargs)
+
+
+def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> DatasetDescriptor:
+    """Parse a dataset descriptor and apply `key=value` overrides.
+
+    Args:
+        path: the yaml file (a bare name such as `shapes` is looked up in the repository's `datasets/`).
+        overrides: dotted `key=value` strings, values parsed as YAML.
+    Raises:
+        DescriptorError: naming the file and key on any malformed entry.
+    """
+    path = Path(path)
+    if not path.exists() and not path.suffix:
+        path = Path(__file__).resolve().parents[2] / "datasets" / f"{path}.yaml"
+    if not path.exists():
+        raise DescriptorError(f"dataset descriptor {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise DescriptorError(f"{path}: expected a mapping")
+    for keys, value in _flatten_overrides(parse_overrides(overrides)):
+        _set_dotted(data, keys, value, ".".join(keys))
+    unknown = sorted(set(data) - {"name", "root", "tree", "splits"})
+    if unknown:
+        raise DescriptorError(f"{path}: unknown key {unknown[0]!r} (known: name, root, tree, splits)")
+    root = resolve(path.parent, _expand(str(data["root"]))) if data.get("root") else path.parent
+    tree = data.get("tree")
+    if tree is not None and tree != "9k":
+        tree = str(resolve(root, _expand(str(tree))))
+    splits = {}
+    for split, parts in (data.get("splits") or {}).items():
+        if not isinstance(parts, dict) or set(parts) - {"detection", "classification"}:
+            raise DescriptorError(f"{path}: splits.{split} must map 'detection' and/or 'classification' to sources")
+        specs = {}
+        for kind, entries in parts.items():
+            entries = entries if isinstance(entries, list) else [entries]
+            specs[kind] = tuple(_source_spec(e, root, f"{path}: splits.{split}.{kind}[{i}]")
+                                for i, e in enumerate(entries))
+        splits[str(split)] = SplitSpec(**specs)
+    return DatasetDescriptor(str(data.get("name", path.stem)), path, root, tree, splits)
+
+
+def load_descriptor_tree(descriptor: DatasetDescriptor) -> WordTree | None:
+    """The descriptor's own tree (None when it names none)."""
+    from yolo9000.trees import load_tree
+    return load_tree(descriptor.tree)
+
+
+def build_source(spec: SourceSpec, kind: str, tree: WordTree | None) -> Source:
+    """One source from its spec (imports lazily: pycocotools is only needed for COCO)."""
+    def need(key: str) -> Path:
+        value = getattr(spec, key)
+        if value is None:
+            raise DescriptorError(f"{spec.format} source needs '{key}'")
+        return value
+    if spec.format == "coco":
+        from yolo9000.data.coco import CocoSource
+        return CocoSource(need("annotations"), need("images"), tree, spec.class_map, spec.include_crowd)
+    if spec.format == "imagenet":
+        from yolo9000.data.imagenet import ImageNetSource
+        return ImageNetSource(spec.images if spec.list is None else None, spec.list, tree)
+    if spec.format == "voc":
+        from yolo9000.data.voc import VocSource
+        return VocSource(need("images"), spec.image_set, tree, spec.class_map)
+    if spec.format == "darknet":
+        from yolo9000.data.darknet_list import DarknetListSource
+        return DarknetListSource(need("list"), kind, tree, spec.class_map)
+    from yolo9000.data.pack import PackSource
+    return PackSource(need("path"), tree)
+
+
+def _build(descriptor: DatasetDescriptor, split: str, kind: str, tree: WordTree | None) -> Source | None:
+    specs = getattr(descriptor.split(split), kind)
+    sources = [build_source(spec, kind, tree) for spec in specs]
+    for spec, source in zip(specs, sources):
+        if source.kind != kind:
+            raise DescriptorError(f"{descriptor.source}: splits.{split}.{kind}: {spec.format} source {source.name} "
+                                  f"holds {source.kind} images")
+    if not sources:
+        return None
+    return sources[0] if len(sources) == 1 else ConcatSource(sources)
+
+
+def build_detection(descriptor: DatasetDescriptor, split: str, tree: WordTree | None) -> Source | None:
+    """The split's detection images (boxes), or None when it has none."""
+    return _build(descriptor, split, "detection", tree)
+
+
+def build_classification(descriptor: DatasetDescriptor, split: str, tree: WordTree | None) -> Source | None:
+    """The split's classification images (one label, no box), or None when it has none."""
+    return _build(descriptor, split, "classification", tree)
+
+
+def box_sizes(descriptor: DatasetDescriptor, split: str = "train", tree: WordTree | None = None) -> Tensor:
+    """Every detection box's (w, h) normalised to its image size, for dimension clusters (paper section 2).
+
+    Returns:
+        Float[T, 2] in 0..1 (T boxes over the split's detection sources).
+    """
+    if tree is None and descriptor.tree is not None:
+        tree = load_descriptor_tree(descriptor)
+    source = build_detection(descriptor, split, tree)
+    if source is None:
+        return torch.zeros((0, 2))
+    sizes = []
+    for record in source.records:
+        if record.boxes is None or not len(record.boxes):
+            continue
+        height, width = record.orig_size or image_size(record.file)
+        wh = record.boxes[:, 2:] - record.boxes[:, :2]
+        sizes.append(wh / torch.tensor([width, height], dtype=torch.float32))
+    return torch.cat(sizes) if sizes else torch.zeros((0, 2))

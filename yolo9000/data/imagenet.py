@@ -1,0 +1,70 @@
+"""ImageNet-style classification: one folder per wnid, or a list file of `path wnid` lines (YOLO9000 section 4).
+
+Every image gets its wnid's tree node. Wnids absent from the tree are reported once with counts and skipped,
+never relabelled. Without a tree, wnids get flat indices in sorted order.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from wordtree.tree import WordTree
+from yolo9000.data.source import Record, Source, report_skipped, resolve
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def scan_folders(root: Path) -> list[tuple[str, str]]:
+    """(path, wnid) for every image under `root/<wnid>/`, sorted for determinism."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"ImageNet folder {root} does not exist")
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        out += [(str(f), folder.name) for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
+    return out
+
+
+def read_list(path: Path) -> list[tuple[str, str]]:
+    """(path, wnid) from a `path wnid` list; relative paths are relative to the list file."""
+    out = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.rsplit(maxsplit=1)
+        if len(fields) != 2:
+            raise ValueError(f"{path} line {number}: expected '<image path> <wnid>', got {line!r}")
+        out.append((str(resolve(path.parent, fields[0])), fields[1]))
+    return out
+
+
+class ImageNetSource(Source):
+    """Classification records from wnid folders (`images`) or a list file (`list`).
+
+    Args:
+        images: root holding one sub-folder per wnid (ImageNet-1k, -22k or any subset).
+        list_file: alternatively, a file of `path wnid` lines.
+        tree: the tree labels index; None gives flat labels over the sorted wnids found.
+    """
+
+    def __init__(self, images: str | Path | None = None, list_file: str | Path | None = None,
+                 tree: WordTree | None = None) -> None:
+        if (images is None) == (list_file is None):
+            raise ValueError("ImageNetSource: give exactly one of images (wnid folders) or list_file")
+        items = scan_folders(Path(images)) if images is not None else read_list(Path(list_file))
+        if tree is None:
+            flat = {w: i for i, w in enumerate(sorted({w for _, w in items}))}
+        unknown: Counter = Counter()
+        records = []
+        for path, wnid in items:
+            if tree is not None and wnid not in tree:
+                unknown[wnid] += 1
+                continue
+            label = tree.index(wnid) if tree is not None else flat[wnid]
+            records.append(Record(path, len(records), torch.tensor([label], dtype=torch.long), None))
+        self.skipped = Counter({"image with wnid not in the tree": sum(unknown.values())}) if unknown else Counter()
+        self.unknown_wnids = unknown
+        name = str(images if images is not None else list_file)
+        report_skipped(name, "images", unknown)
+        super().__init__(records, "classification", name)

@@ -1,0 +1,123 @@
+"""The common shape of every data source (COCO, ImageNet folders, VOC, darknet lists, HDF5 packs).
+
+A source is a `torch.utils.data.Dataset` of `(image, target)`:
+    image:  UInt8[3, H, W] RGB (transforms convert to float 0..1);
+    target: {"labels": Long[T], "boxes": Float[T, 4] xyxy original pixels (detection sources only),
+             "image_id": int, "orig_size": (h, w)}.
+Classification samples have exactly one label and no "boxes" key: that is how `collate` flags them.
+
+Annotations are parsed once, up front, into `Record`s, so packing, checking and `box_sizes` never decode pixels.
+"""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from yolo9000.data.images import decode_image, read_bytes
+
+Kind = Literal["detection", "classification"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image's annotation, without pixels.
+
+    Attributes:
+        file: image path (or the member name inside a pack).
+        image_id: the dataset's id (COCO id, running index otherwise).
+        labels: Long[T] tree-node (or flat class) indices.
+        boxes: Float[T, 4] xyxy original pixels, or None for a classification image.
+        orig_size: (height, width) when the annotation states it, else None (read from the image on load).
+    """
+
+    file: str
+    image_id: int
+    labels: Tensor
+    boxes: Tensor | None
+    orig_size: tuple[int, int] | None = None
+
+
+class Source(Dataset):
+    """A list of `Record`s plus a way to fetch each image's encoded bytes."""
+
+    kind: Kind
+
+    def __init__(self, records: list[Record], kind: Kind, name: str) -> None:
+        self.records = records
+        self.kind = kind
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def read_bytes(self, index: int) -> bytes:
+        return read_bytes(self.records[index].file)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict]:
+        record = self.records[index]
+        image = decode_image(self.read_bytes(index), record.file)
+        target: dict = {"labels": record.labels.clone(), "image_id": record.image_id,
+                        "orig_size": tuple(image.shape[-2:])}
+        if record.boxes is not None:
+            target["boxes"] = record.boxes.clone()
+        return image, target
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.kind}, {len(self)} images)"
+
+
+def report_skipped(source: str, what: str, counts: Counter, stream=None) -> None:
+    """Say once, with counts, which labels were skipped (never silently relabelled)."""
+    if not counts:
+        return
+    stream = stream or sys.stderr
+    top = ", ".join(f"{key} ({n})" for key, n in counts.most_common(8))
+    more = f" and {len(counts) - 8} more" if len(counts) > 8 else ""
+    print(f"{source}: skipped {sum(counts.values())} {what} with {len(counts)} labels not in the tree/class map: "
+          f"{top}{more}", file=stream)
+
+
+def resolve(base: Path, path: str | Path) -> Path:
+    """`path` relative to `base` unless absolute; `~` expanded."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def empty_boxes() -> Tensor:
+    return torch.zeros((0, 4), dtype=torch.float32)
+
+
+class ConcatSource(Source):
+    """Several sources of one kind as one (records concatenated; bytes fetched from the owning source)."""
+
+    def __init__(self, sources: list[Source]) -> None:
+        kinds = {s.kind for s in sources}
+        if len(kinds) != 1:
+            raise ValueError(f"ConcatSource: mixed kinds {sorted(kinds)}")
+        self.sources = sources
+        self.offsets = torch.tensor([0] + [len(s) for s in sources]).cumsum(0)
+        records = [r for s in sources for r in s.records]
+        super().__init__(records, kinds.pop(), " + ".join(s.name for s in sources))
+
+    def _locate(self, index: int) -> tuple[Source, int]:
+        k = int(torch.searchsorted(self.offsets, index, right=True)) - 1
+        return self.sources[k], index - int(self.offsets[k])
+
+    def read_bytes(self, index: int) -> bytes:
+        source, local = self._locate(index)
+        return source.read_bytes(local)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict]:
+        source, local = self._locate(index)
+        return source[local]
+
+    @property
+    def skipped(self) -> Counter:
+        return sum((getattr(s, "skipped", Counter()) for s in self.sources), Counter())
