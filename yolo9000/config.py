@@ -102,6 +102,9 @@ class TrainConfig:
     init: str | None = None               # checkpoint or darknet .weights to start from
     max_seconds: float | None = None      # wall-clock budget: stop (with a final checkpoint) once exceeded
     progress: bool = True                 # tqdm bar with loss and images/s (rank 0 only)
+    init_mode: Literal["auto", "full", "trunk"] = "auto"  # auto: whole model if it fits, else the trunk only
+    freeze_bn: bool = False               # batch norm in eval mode (fixed statistics) for tiny per-device batches
+    tensorboard: bool = True              # also write TensorBoard events under <run>/tb
 
 
 @dataclass(frozen=True)
@@ -219,16 +222,37 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def _read_with_base(path: Path, chain: tuple[Path, ...]) -> dict:
+    """A config file's sections, laid over its `base:` file's (a path relative to it) when it names one."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = (path.parent / str(base)).resolve()
+    chain = chain + (path.resolve(),)
+    if base_path in chain:
+        raise ConfigError(f"{path}: base {base} includes itself")
+    if not base_path.exists():
+        raise ConfigError(f"{path}: base file {base_path} does not exist")
+    return _merge(_read_with_base(base_path, chain), data)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config (sections model/loss/data/train) and apply `key=value` overrides."""
+    """Load a YAML config (sections model/loss/data/train) and apply `key=value` overrides.
+
+    A file may start from another with `base: other.yaml` (relative to it): its sections are merged key by key
+    over the base's, so a training-stage config names only what it adds to a model config.
+    """
     data: dict = {}
     if path is not None:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+        data = _read_with_base(path, ())
     data = _merge(data, parse_overrides(overrides))
     return from_dict(Config, data)
 
