@@ -15,7 +15,7 @@ import torch
 from wordtree.io import read_map
 from wordtree.tree import WordTree
 from yolo9000.data.images import image_size
-from yolo9000.data.source import Kind, Record, Source, report_skipped, resolve
+from yolo9000.data.source import Kind, Record, SkipLog, Source, report_skipped, resolve
 
 
 def label_path(image: Path) -> Path:
@@ -55,36 +55,55 @@ class DarknetListSource(Source):
         mapping = read_map(class_map, tree) if class_map else None
         num_labels = tree.num_nodes if tree is not None else None
         unknown: Counter = Counter()
-        self.skipped: Counter = Counter()
+        self.skipped = SkipLog()
+        seen: set[str] = set()
         records = []
         for line in list_file.read_text().splitlines():
             if not line.strip():
                 continue
             image = resolve(list_file.parent, line.strip())
-            rows = read_label_file(label_path(image)) if label_path(image).exists() else []
+            labels_file = label_path(image)
+            rows = read_label_file(labels_file) if labels_file.exists() else []
             is_cls = len(rows) == 1 and rows[0][1] == 0 and rows[0][2] == 0
             if (kind == "classification") != is_cls:
                 continue
+            if str(image) in seen:
+                self.skipped.add("duplicate file", str(image))
+                continue
+            seen.add(str(image))
             if is_cls:
                 label = rows[0][0]
                 if num_labels is not None and not 0 <= label < num_labels:
                     unknown[label] += 1
+                    self.skipped.add("label outside the tree/class map", f"{labels_file} ({label})")
                     continue
                 records.append(Record(str(image), len(records), torch.tensor([label]), None))
                 continue
-            height, width = image_size(image) if rows else (0, 0)
+            height, width = 0, 0
+            if rows:
+                # Labels are normalised: without the image's size there are no boxes, so the image is left out.
+                try:
+                    height, width = image_size(image)
+                except FileNotFoundError:
+                    self.skipped.add("missing file", str(image))
+                    continue
+                except (OSError, ValueError, SyntaxError):
+                    self.skipped.add("unreadable image", str(image))
+                    continue
             labels, boxes = [], []
             for cls, cx, cy, w, h in rows:
                 label = cls if mapping is None else (mapping[cls] if 0 <= cls < len(mapping) else None)
                 if label is None or (num_labels is not None and not 0 <= label < num_labels):
                     unknown[cls] += 1
+                    self.skipped.add("label outside the tree/class map", f"{labels_file} ({cls})")
+                    continue
+                if w <= 0 or h <= 0:
+                    self.skipped.add("box with non-positive size", str(labels_file))
                     continue
                 labels.append(label)
                 boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
             records.append(Record(str(image), len(records), torch.tensor(labels, dtype=torch.long),
                                   torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                                   (height, width) if rows else None))
-        if unknown:
-            self.skipped["label outside the tree/class map"] += sum(unknown.values())
         report_skipped(str(list_file), "labels", unknown)
         super().__init__(records, kind, str(list_file))

@@ -11,8 +11,9 @@
         detection:      {format: coco, annotations: eval/annotations.json, images: eval/images}
 
 Formats: `coco` (annotations, images, class_map, include_crowd), `imagenet` (images = wnid folders, or list),
-`voc` (images = VOC root, image_set, class_map), `darknet` (list, class_map), `pack` (path of a `yolo9000 data pack`
-file). A `class_map` that is not found under root is looked up in the reference data (`coco9k.map`).
+`voc` (images = VOC root, image_set, class_map; or annotations = XML folder and images = image folder, as for
+ImageNet DET), `darknet` (list, class_map), `pack` (path of a `yolo9000 data pack` file; the part of the split's
+kind is read, and a pack built for another tree is refused). A `class_map` that is not found under root is looked up in the reference data (`coco9k.map`).
 Overrides use dotted keys: `root=/data/coco`, `splits.train.detection.annotations=/x.json`, list entries by index
 (`splits.train.classification.0.images=/imagenet/train`). `${VAR}` expands environment variables;
 `${YOLO9000_HOME}` defaults to the data dir.
@@ -151,7 +152,12 @@ def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> Dat
         path = Path(__file__).resolve().parents[2] / "datasets" / f"{path}.yaml"
     if not path.exists():
         raise DescriptorError(f"dataset descriptor {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise DescriptorError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(data, dict):
         raise DescriptorError(f"{path}: expected a mapping")
     for keys, value in _flatten_overrides(parse_overrides(overrides)):
@@ -197,12 +203,15 @@ def build_source(spec: SourceSpec, kind: str, tree: WordTree | None) -> Source:
         return ImageNetSource(spec.images if spec.list is None else None, spec.list, tree)
     if spec.format == "voc":
         from yolo9000.data.voc import VocSource
+        if spec.annotations is not None:
+            return VocSource(None, spec.image_set, tree, spec.class_map, annotations=spec.annotations,
+                             image_dir=need("images"))
         return VocSource(need("images"), spec.image_set, tree, spec.class_map)
     if spec.format == "darknet":
         from yolo9000.data.darknet_list import DarknetListSource
         return DarknetListSource(need("list"), kind, tree, spec.class_map)
     from yolo9000.data.pack import PackSource
-    return PackSource(need("path"), tree)
+    return PackSource(need("path"), tree, kind)
 
 
 def _build(descriptor: DatasetDescriptor, split: str, kind: str, tree: WordTree | None) -> Source | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from wordtree.tree import WordTree
-from yolo9000.data.source import Record, Source, report_skipped, resolve
+from yolo9000.data.source import Record, SkipLog, Source, report_skipped, resolve
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
@@ -56,14 +56,21 @@ class ImageNetSource(Source):
         if tree is None:
             flat = {w: i for i, w in enumerate(sorted({w for _, w in items}))}
         unknown: Counter = Counter()
+        self.skipped = SkipLog()
+        seen: set[str] = set()
         records = []
         for path, wnid in items:
+            if path in seen:
+                # A list naming one file twice (often under two wnids) would train it twice with clashing labels.
+                self.skipped.add("duplicate file", f"{path} ({wnid})")
+                continue
+            seen.add(path)
             if tree is not None and wnid not in tree:
                 unknown[wnid] += 1
+                self.skipped.add("image with wnid not in the tree", f"{path} ({wnid})")
                 continue
             label = tree.index(wnid) if tree is not None else flat[wnid]
             records.append(Record(path, len(records), torch.tensor([label], dtype=torch.long), None))
-        self.skipped = Counter({"image with wnid not in the tree": sum(unknown.values())}) if unknown else Counter()
         self.unknown_wnids = unknown
         name = str(images if images is not None else list_file)
         report_skipped(name, "images", unknown)

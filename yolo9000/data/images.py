@@ -3,22 +3,47 @@
 Sources hand out **uint8** images (cheap to pass between loader workers); `transforms.py` converts to float 0..1
 at the end. Every odd format a real dataset holds must load as RGB: grayscale, CMYK, palette, alpha (composited
 over mid-gray, the letterbox fill), 16-bit (scaled to 8 bits), and EXIF-rotated photos (turned upright).
+
+JPEGs (nearly every training image) take torchvision's libjpeg-turbo decoder, which is strict about truncation,
+converts grayscale/CMYK and applies EXIF orientation itself; anything it refuses goes through PIL, which either
+copes or produces the error message naming the file.
 """
 from __future__ import annotations
 
 import io
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
+try:
+    from torchvision.io import ImageReadMode, decode_jpeg
+except ImportError:  # torchvision announces moving its decoders to torchcodec; PIL then does all the work
+    decode_jpeg = None
+
 GRAY_FILL = 127  # darknet letterboxes and pads with .5 gray
+EXIF_ORIENTATION = 0x0112
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+Reason = Literal["missing", "unreadable", "truncated"]
 
 
 class ImageLoadError(RuntimeError):
-    """An image is missing, unreadable or truncated; the message names the file."""
+    """An image is missing, unreadable or truncated; the message names the file, `reason` says which."""
+
+    def __init__(self, message: str, reason: Reason = "unreadable") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):
+        # Keep `reason` when the error crosses a loader-worker boundary.
+        return type(self), (str(self), self.reason)
 
 
 def _pil_to_rgb(image: Image.Image) -> Image.Image:
@@ -35,6 +60,24 @@ def _pil_to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _load_error(err: Exception, name: str) -> ImageLoadError:
+    text = str(err)
+    # PIL says "image file is truncated" (JPEG, PNG) or "Truncated File Read"; libjpeg "incomplete or truncated".
+    reason: Reason = "truncated" if "truncat" in text.lower() or isinstance(err, EOFError) else "unreadable"
+    return ImageLoadError(f"{name}: cannot decode image ({text or type(err).__name__})", reason=reason)
+
+
+def _decode_pil(data: bytes, name: str) -> Tensor:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # strict: a truncated file raises here instead of yielding a half-gray picture
+            image = ImageOps.exif_transpose(image)
+            rgb = _pil_to_rgb(image)
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError, SyntaxError) as err:
+        raise _load_error(err, name) from None
+    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
+
+
 def decode_image(data: bytes, name: str = "<bytes>") -> Tensor:
     """Decode encoded image bytes to RGB.
 
@@ -44,23 +87,27 @@ def decode_image(data: bytes, name: str = "<bytes>") -> Tensor:
     Returns:
         UInt8[3, H, W] RGB, upright (EXIF orientation applied).
     Raises:
-        ImageLoadError: naming `name` when the bytes are not a complete image.
+        ImageLoadError: naming `name` when the bytes are not a complete image (reason "truncated" or "unreadable").
     """
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # strict: a truncated file raises here instead of yielding a half-gray picture
-            image = ImageOps.exif_transpose(image)
-            rgb = _pil_to_rgb(image)
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
-        raise ImageLoadError(f"{name}: cannot decode image ({err})") from None
-    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
+    if not data:
+        raise ImageLoadError(f"{name}: empty file", reason="truncated")
+    if decode_jpeg is not None and data[:3] == JPEG_MAGIC:
+        try:
+            with warnings.catch_warnings():
+                # torchvision 0.29 warns on every call that its decoders move to torchcodec; PIL is our fallback.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
+                                   apply_exif_orientation=True)
+        except RuntimeError:
+            pass  # PIL decides: it reads a few JPEG variants libjpeg-turbo refuses, and words the error
+    return _decode_pil(data, name)
 
 
 def read_bytes(path: str | Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as err:
-        raise ImageLoadError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise ImageLoadError(f"{path}: cannot read ({err.strerror or err})", reason="missing") from None
 
 
 def load_image(path: str | Path) -> Tensor:
@@ -72,5 +119,52 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(height, width) after EXIF orientation, read from the header only."""
     with Image.open(path) as image:
         width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What `inspect_image` found: the upright size and the conversions loading applies.
+
+    Attributes:
+        size: (height, width) after EXIF orientation.
+        conversions: kinds converted on load, from "grayscale", "CMYK", "alpha", "16-bit", "palette".
+        exif_rotated: the EXIF orientation tag turns or mirrors the stored pixels.
+    """
+
+    size: tuple[int, int]
+    conversions: tuple[str, ...]
+    exif_rotated: bool
+
+
+def _conversions(image: Image.Image, data: bytes) -> tuple[str, ...]:
+    mode = image.mode
+    out = []
+    if mode in ("L", "1", "LA", "I;16", "I;16B", "I;16L", "I", "F"):
+        out.append("grayscale")
+    if mode == "CMYK":
+        out.append("CMYK")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        out.append("alpha")
+    if mode.startswith("I;16") or mode == "I" or (data[:8] == PNG_MAGIC and len(data) > 24 and data[24] == 16):
+        out.append("16-bit")  # PIL opens 16-bit RGB PNGs as 8-bit RGB, so the PNG header (IHDR bit depth) tells
+    if mode == "P":
+        out.append("palette")
+    return tuple(out)
+
+
+def inspect_image(data: bytes, name: str = "<bytes>") -> ImageInfo:
+    """Fully decode `data` the way loading does and say what was converted (for `yolo9000 data check`).
+
+    Raises:
+        ImageLoadError: as `decode_image` would, so a check fails exactly where training would skip.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            conversions = _conversions(image, data)
+            exif_rotated = image.getexif().get(EXIF_ORIENTATION, 1) not in (1, None)
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError, SyntaxError) as err:
+        raise _load_error(err, name) from None
+    pixels = decode_image(data, name)
+    return ImageInfo(tuple(pixels.shape[-2:]), conversions, exif_rotated)

@@ -25,6 +25,7 @@ from yolo9000.data.source import Source
 from yolo9000.data.transforms import EvalTransform, TrainTransform
 
 Failure = tuple[str, str]  # (problem kind, file)
+FAILURE_KINDS = {"missing": "missing file", "truncated": "truncated image", "unreadable": "unreadable image"}
 
 
 class SizedDataset(Dataset):
@@ -42,16 +43,18 @@ class SizedDataset(Dataset):
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, dict] | Failure:
-        index, size = item
+    def __getitem__(self, item: tuple[int, ...]) -> tuple[Tensor, dict] | Failure:
+        # (index, size) or (index, size, seed): a seeded item is augmented from its own generator, never from the
+        # worker's global RNG, so a resumed or re-sliced stream reproduces the same augmentation.
+        index, size, *seed = item
         k = int(torch.searchsorted(self.offsets, index, right=True)) - 1
         part = self.parts[k]
         try:
             image, target = part[index - int(self.offsets[k])]
         except ImageLoadError as err:
-            kind = "missing file" if "cannot read" in str(err) else "unreadable image"
-            return kind, part.records[index - int(self.offsets[k])].file
-        return self.transform(image, target, size)
+            return FAILURE_KINDS[err.reason], part.records[index - int(self.offsets[k])].file
+        generator = torch.Generator().manual_seed(seed[0]) if seed else None
+        return self.transform(image, target, size, generator)
 
 
 def skipping_collate(samples: list) -> tuple[Batch | None, list[Failure]]:

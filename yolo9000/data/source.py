@@ -10,6 +10,7 @@ Annotations are parsed once, up front, into `Record`s, so packing, checking and 
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from yolo9000.data.images import decode_image, read_bytes
+from yolo9000.data.images import ImageLoadError, decode_image, read_bytes
 
 Kind = Literal["detection", "classification"]
 
@@ -58,7 +59,16 @@ class Source(Dataset):
         return len(self.records)
 
     def read_bytes(self, index: int) -> bytes:
+        """The image's encoded bytes as stored; ImageLoadError naming the file when it cannot be read."""
         return read_bytes(self.records[index].file)
+
+    def byte_size(self, index: int) -> int:
+        """Size of the encoded image in bytes without reading it; ImageLoadError (reason "missing") if absent."""
+        file = self.records[index].file
+        try:
+            return os.stat(file).st_size
+        except OSError as err:
+            raise ImageLoadError(f"{file}: cannot read ({err.strerror or err})", reason="missing") from None
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         record = self.records[index]
@@ -71,6 +81,36 @@ class Source(Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.kind}, {len(self)} images)"
+
+
+class SkipLog(Counter):
+    """What a source left out while parsing its annotations: a Counter per problem kind, plus the first few files
+    of each kind in `examples` (what `yolo9000 data check` prints)."""
+
+    max_examples = 5
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.examples: dict[str, list[str]] = {}
+
+    def add(self, kind: str, file: str, count: int = 1) -> None:
+        self[kind] += count
+        examples = self.examples.setdefault(kind, [])
+        if len(examples) < self.max_examples and file not in examples:
+            examples.append(file)
+
+    def merge(self, other: Counter) -> "SkipLog":
+        for kind, count in other.items():
+            self[kind] += count
+            for file in getattr(other, "examples", {}).get(kind, []):
+                examples = self.examples.setdefault(kind, [])
+                if len(examples) < self.max_examples and file not in examples:
+                    examples.append(file)
+        return self
+
+    def __reduce__(self):
+        # Counter pickles as (class, (dict,)), which would drop the examples when a loader worker gets a copy.
+        return type(self), (dict(self),), {"examples": self.examples}
 
 
 def report_skipped(source: str, what: str, counts: Counter, stream=None) -> None:
@@ -114,10 +154,17 @@ class ConcatSource(Source):
         source, local = self._locate(index)
         return source.read_bytes(local)
 
+    def byte_size(self, index: int) -> int:
+        source, local = self._locate(index)
+        return source.byte_size(local)
+
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         source, local = self._locate(index)
         return source[local]
 
     @property
-    def skipped(self) -> Counter:
-        return sum((getattr(s, "skipped", Counter()) for s in self.sources), Counter())
+    def skipped(self) -> SkipLog:
+        out = SkipLog()
+        for source in self.sources:
+            out.merge(getattr(source, "skipped", Counter()))
+        return out

@@ -1,7 +1,9 @@
 """Pascal VOC XML folders (`Annotations/*.xml` + `JPEGImages/`), for users coming from other tools.
 
 VOC boxes are 1-based inclusive pixel corners; we keep darknet's `voc_label.py` reading (xmin-1, ymin-1, xmax, ymax)
-as xyxy pixels. Class names map through a class map (name -> wnid) or, without a tree, to flat indices.
+as xyxy pixels. Class names map through a class map (name -> wnid) or, without a tree, to flat indices. ImageNet DET
+ships the same XML with wnids as names (the paper's ImageNet detection evaluation): with a tree and no class map,
+names are looked up as wnids.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 
 from wordtree.tree import WordTree
 from yolo9000.data.labels import category_labels
-from yolo9000.data.source import Record, Source, report_skipped
+from yolo9000.data.source import Record, SkipLog, Source, report_skipped
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -40,46 +42,89 @@ def parse_voc_xml(path: Path) -> tuple[str, tuple[int, int] | None, list[tuple[s
     return filename, hw, objects
 
 
+def _image_file(image_dir: Path, filename: str, xml: Path) -> Path:
+    """The image an XML names; ImageNet DET writes the name without its suffix, so find it."""
+    path = image_dir / filename
+    if path.suffix:
+        return path
+    for suffix in (".JPEG", ".jpg", ".jpeg", ".png"):
+        if path.with_suffix(suffix).exists():
+            return path.with_suffix(suffix)
+    return image_dir / f"{xml.stem}.jpg"
+
+
 class VocSource(Source):
-    """Detection records from a VOC folder.
+    """Detection records from a VOC folder (or any folder of VOC-style XML, such as ImageNet DET).
 
     Args:
-        root: folder holding `Annotations/` and `JPEGImages/`.
+        root: folder holding `Annotations/` and `JPEGImages/` (None when `annotations` and `image_dir` are given).
         image_set: optional `ImageSets/Main/<name>.txt` listing the ids to use (default: every XML).
-        tree: labels index this tree (a class map is then needed: VOC names are not wnids), or None for flat.
-        class_map: YAML/dict name -> wnid, or None.
-        classes: class names in index order for flat labels (default: the 20 VOC classes).
+        tree: labels index this tree, or None for flat labels over `classes`.
+        class_map: darknet `.map` (line k = node of `classes[k]`), YAML/dict name -> wnid, or None. With a tree and
+            no class map, object names are wnids (ImageNet DET's XML).
+        classes: class names in index order for flat labels and `.map` files (default: the 20 VOC classes).
         include_difficult: keep boxes flagged difficult.
+        annotations: a folder of XML files, instead of `root/Annotations`.
+        image_dir: the folder their images are in, instead of `root/JPEGImages`.
     """
 
-    def __init__(self, root: str | Path, image_set: str | None = None, tree: WordTree | None = None,
+    def __init__(self, root: str | Path | None, image_set: str | None = None, tree: WordTree | None = None,
                  class_map: str | Path | dict | None = None, classes: tuple[str, ...] = VOC_CLASSES,
-                 include_difficult: bool = True) -> None:
-        root = Path(root)
+                 include_difficult: bool = True, annotations: str | Path | None = None,
+                 image_dir: str | Path | None = None) -> None:
+        if root is None and (annotations is None or image_dir is None):
+            raise ValueError("VocSource: give a VOC root, or both an annotations folder and an image folder")
+        xml_dir = Path(annotations) if annotations is not None else Path(root) / "Annotations"
+        image_dir = Path(image_dir) if image_dir is not None else Path(root) / "JPEGImages"
+        if not xml_dir.is_dir():
+            raise FileNotFoundError(f"VOC annotations folder {xml_dir} does not exist")
         if image_set:
-            ids = (root / "ImageSets" / "Main" / f"{image_set}.txt").read_text().split()
-            xmls = [root / "Annotations" / f"{i}.xml" for i in ids]
+            if root is None:
+                raise ValueError("VocSource: image_set needs a VOC root (ImageSets/Main/<image_set>.txt)")
+            listing = Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
+            if not listing.exists():
+                raise FileNotFoundError(f"VOC image set {listing} does not exist")
+            xmls = [xml_dir / f"{i.split()[0]}.xml" for i in listing.read_text().splitlines() if i.strip()]
         else:
-            xmls = sorted((root / "Annotations").glob("*.xml"))
-        lookup = category_labels(list(enumerate(classes)), tree, class_map)
-        by_name = {classes[k]: label for k, label in lookup.items()}
+            xmls = sorted(xml_dir.glob("*.xml"))
+        self.skipped = SkipLog()
+        parsed = []
+        for xml in xmls:
+            if not xml.exists():
+                self.skipped.add("missing annotation file", str(xml))
+                continue
+            parsed.append((xml, *parse_voc_xml(xml)))
+        by_name = self._label_lookup({name for *_, objects in parsed for name, _, _ in objects}, tree, class_map,
+                                     classes)
         unknown: Counter = Counter()
-        self.skipped: Counter = Counter()
         records = []
-        for image_id, xml in enumerate(xmls):
-            filename, hw, objects = parse_voc_xml(xml)
+        for image_id, (xml, filename, hw, objects) in enumerate(parsed):
+            file = str(_image_file(image_dir, filename, xml))
             boxes, labels = [], []
             for name, box, difficult in objects:
                 if difficult and not include_difficult:
-                    self.skipped["difficult box"] += 1
+                    self.skipped.add("difficult box", file)
+                elif box[2] <= box[0] or box[3] <= box[1]:
+                    self.skipped.add("box with non-positive size", file)
                 elif name not in by_name:
                     unknown[name] += 1
+                    self.skipped.add("box with unknown category", f"{file} ({name})")
                 else:
                     boxes.append(box)
                     labels.append(by_name[name])
-            records.append(Record(str(root / "JPEGImages" / filename), image_id, torch.tensor(labels, dtype=torch.long),
+            records.append(Record(file, image_id, torch.tensor(labels, dtype=torch.long),
                                   torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), hw))
-        if unknown:
-            self.skipped["box with unknown category"] += sum(unknown.values())
-        report_skipped(str(root), "boxes", unknown)
-        super().__init__(records, "detection", str(root))
+        name = str(root if root is not None else xml_dir)
+        report_skipped(name, "boxes", unknown)
+        super().__init__(records, "detection", name)
+
+    @staticmethod
+    def _label_lookup(names: set[str], tree: WordTree | None, class_map: str | Path | dict | None,
+                      classes: tuple[str, ...]) -> dict[str, int]:
+        if tree is not None and class_map is None:
+            return {n: tree.index(n) for n in names if n in tree}
+        by_name_map = class_map is not None and (isinstance(class_map, dict) or Path(class_map).suffix != ".map")
+        # A name -> wnid map may name classes beyond `classes`; flat labels and `.map` lines follow `classes` only.
+        categories = list(classes) + (sorted(names - set(classes)) if by_name_map else [])
+        lookup = category_labels(list(enumerate(categories)), tree, class_map)
+        return {categories[k]: label for k, label in lookup.items()}
