@@ -1,0 +1,131 @@
+"""`yolo9000 detect` and `yolo9000 query` on the tiny config with a tiny tree written under tmp_path."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from wordtree.io import write_darknet
+from wordtree.tree import WordTree
+from yolo9000.checkpoint import save_checkpoint
+from yolo9000.cli import main
+from yolo9000.config import load_config, save_config, to_dict
+from yolo9000.model.build import build_model
+
+TINY = str(Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml")
+# Low thresholds: the random tiny model's objectness is about .5 and its tree probabilities near uniform.
+LOW = ["--conf", "0.05"]
+
+
+@pytest.fixture(scope="module")
+def tree_file(tmp_path_factory, tiny_tree) -> Path:
+    return write_darknet(tiny_tree, tmp_path_factory.mktemp("tree") / "tiny")[0]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("images")
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for name, (h, w) in {"wide.png": (96, 160), "tall.jpg": (128, 72)}.items():
+        pixels = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=g).numpy()
+        Image.fromarray(pixels).save(folder / name)
+        out.append(folder / name)
+    return out
+
+
+def test_detect_writes_png_and_json_and_skips_bad_images(tmp_path, tree_file, images, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 definitely not a jpeg")
+    out = tmp_path / "out"
+    status = main(["detect", "--config", TINY, "--set", f"model.tree={tree_file}", str(images[0]), str(broken),
+                   str(tmp_path / "missing.png"), str(images[1]), "--out", str(out), "--device", "cpu", *LOW])
+    err = capsys.readouterr().err
+    assert status == 0
+    assert "RANDOM weights" in err and err.count("RANDOM weights") == 1
+    assert f"skipped: {broken}" in err and f"skipped: {tmp_path / 'missing.png'}" in err
+    assert sorted(p.name for p in out.iterdir()) == ["detections.json", "tall.png", "wide.png"]
+    with Image.open(out / "wide.png") as png:
+        assert png.format == "PNG" and png.width >= 160    # small inputs are scaled up for readable labels
+    report = json.loads((out / "detections.json").read_text())
+    assert [Path(r["file"]).name for r in report["images"]] == ["wide.png", "tall.jpg"]
+    assert [Path(s["file"]).name for s in report["skipped"]] == ["broken.jpg", "missing.png"]
+    assert report["model"]["random_weights"] is True and report["model"]["tree"] == str(tree_file)
+    first = report["images"][0]
+    assert (first["width"], first["height"]) == (160, 96) and first["detections"]
+    for det in first["detections"]:
+        assert math.prod(step["prob"] for step in det["path"]) == pytest.approx(det["prob"], abs=1e-4)
+        assert det["path"][-1]["wnid"] == det["wnid"]
+
+
+def test_detect_fails_only_when_nothing_could_be_processed(tmp_path, tree_file, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    status = main(["detect", "--config", TINY, "--set", f"model.tree={tree_file}", str(bad), "--out",
+                   str(tmp_path / "o"), "--device", "cpu"])
+    assert status == 1
+    assert "no image could be processed" in capsys.readouterr().err
+
+
+def test_detect_reports_a_bad_model_source(tmp_path, images, capsys):
+    status = main(["detect", "--config", TINY, "--set", "model.tree=/nonexistent.tree", str(images[0]),
+                   "--out", str(tmp_path)])
+    assert status == 2 and "/nonexistent.tree" in capsys.readouterr().err
+    status = main(["detect", "--config", TINY, "--weights", str(tmp_path / "none.pt"), str(images[0]),
+                   "--out", str(tmp_path)])
+    assert status == 2 and "none.pt does not exist" in capsys.readouterr().err
+
+
+def test_query_prints_each_path_and_node_probabilities(tree_file, images, capsys):
+    status = main(["query", "--config", TINY, "--set", f"model.tree={tree_file}", str(images[0]), "--node", "a",
+                   "--threshold", "0.05", "--device", "cpu", *LOW])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "node" in out and "P(node|parent)" in out
+    assert "P(box is A (a) or any descendant)" in out and "detections in the subtree of A (a):" in out
+    # The table rows: root first, children indented by two spaces per level.
+    assert any(line.startswith("      ") and line.strip().split()[0] in ("A1", "A2", "A3", "B1")
+               for line in out.splitlines())
+
+
+def test_query_json_matches_the_api(tree_file, images, capsys):
+    status = main(["query", "--config", TINY, "--set", f"model.tree={tree_file}", str(images[0]), "--node", "a3",
+                   "--depth", "1", "--json", "--device", "cpu", *LOW])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert report["options"]["max_depth"] == 1
+    assert report["node"] == {"index": 4, "wnid": "a3", "name": "A3"}
+    detections = report["detections"]
+    assert detections and all(len(d["path"]) <= 2 for d in detections)
+    assert len(report["subtree_probability"]) == len(detections)
+    assert all(0 <= p <= d["objectness"] + 1e-6 for p, d in zip(report["subtree_probability"], detections))
+    assert [detections[i]["wnid"] for i in report["in_subtree"]] == [d["wnid"] for d in detections
+                                                                     if "a3" in [s["wnid"] for s in d["path"]]]
+
+
+def test_query_ambiguous_or_unknown_node_exits_2(tmp_path, images, capsys):
+    tree = WordTree.from_parents(["v", "x", "c1", "c2"], [-1, -1, 0, 1], names=["vehicle", "rail", "car", "car"])
+    path = write_darknet(tree, tmp_path / "cars")[0]
+    base = ["query", "--config", TINY, "--set", f"model.tree={path}", str(images[0]), "--device", "cpu"]
+    assert main(base + ["--node", "car"]) == 2
+    err = capsys.readouterr().err
+    assert "'car' names 2 nodes; give a wnid" in err and "c1  car < vehicle" in err and "c2  car < rail" in err
+    assert main(base + ["--node", "boat"]) == 2
+    assert "neither a wnid" in capsys.readouterr().err
+    assert main(base + ["--node", "c2"]) == 0
+
+
+def test_query_from_a_run_directory(tmp_path, tree_file, images, capsys):
+    cfg = load_config(TINY, [f"model.tree={tree_file}"])
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(cfg, run / "config.yaml")
+    save_checkpoint({"model": build_model(cfg.model).state_dict(), "config": to_dict(cfg)}, run / "last.pt")
+    status = main(["query", "--run", str(run), str(images[1]), "--device", "cpu", *LOW])
+    captured = capsys.readouterr()
+    assert status == 0 and "RANDOM" not in captured.err
+    assert captured.out.startswith(f"{images[1]} (72x128):")

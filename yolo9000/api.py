@@ -1,0 +1,419 @@
+"""The Python API: load a detector, run it on images, ask hierarchy questions (paper section 4).
+
+    from yolo9000.api import Detector
+    detector = Detector.from_run("runs/demo")                      # or Detector.from_config("configs/yolo9000.yaml",
+    detections = detector("photo.jpg")                             #        weights="yolo9000.weights")
+    for d in detections:
+        print(d.name, d.score, " < ".join(f"{s.name} {s.prob:.2f}" for s in reversed(d.path)))
+    detector.subtree_probability(detections, "dog")                # P(box is a dog, any dog) per box
+    detector.in_subtree(detections, "animal")                      # the detections decided as some animal
+
+A detection's `path` runs from the root to the decided node with P(node | parent) at each step; their product is
+`prob`, and `score = objectness * prob`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from wordtree.ops import DECIDE_MODES, subtree_prob
+from wordtree.tree import WordTree
+from yolo9000.config import Config, ConfigError, ModelConfig, from_dict, load_config
+from yolo9000.data.images import ImageLoadError, _pil_to_rgb, load_image
+from yolo9000.data.transforms import letterbox
+from yolo9000.decode import Detection, PathStep, postprocess
+from yolo9000.model.build import build_model
+from yolo9000.model.load import load_weights
+from yolo9000.reference import darknet_file
+from yolo9000.trees import load_tree
+
+__all__ = ["Detector", "DetectorOptions", "Detection", "PathStep", "ImageInput", "AmbiguousNodeError",
+           "RandomWeightsWarning", "ImageLoadError", "to_uint8_image"]
+
+ImageInput = Union[str, Path, Image.Image, Tensor, np.ndarray]
+CONFIG_NAME = "config.yaml"
+CHECKPOINT_NAME = "last.pt"
+
+
+class RandomWeightsWarning(UserWarning):
+    """The detector runs with freshly initialised weights: its detections are meaningless."""
+
+
+class AmbiguousNodeError(KeyError):
+    """A name matches several tree nodes; `candidates` holds their indices."""
+
+    def __init__(self, key: str, candidates: list[int], tree: WordTree) -> None:
+        self.key, self.candidates = key, candidates
+        lines = [f"  {tree.wnids[i]}  {' < '.join(tree.names[j] for j in reversed(tree.path(i)))}" for i in candidates]
+        super().__init__(f"{key!r} names {len(candidates)} nodes; give a wnid:\n" + "\n".join(lines))
+
+    def __str__(self) -> str:  # KeyError would print the message repr'd, newlines escaped
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Inference options.
+
+    Attributes:
+        conf_threshold: minimum score = objectness * P(decided node) (darknet `detect`: .25).
+        nms_iou: per-class NMS IoU (darknet: .45).
+        hier_threshold: the tree decision walk's threshold (darknet `-hier`: .5).
+        mode: "paper" (multiply conditionals while above the threshold) or "darknet" (darknet's exact walk).
+        max_depth: cap every decision at this depth (0 = roots); None for no cap.
+        size: letterbox input size (multiple of 32); None: the model config's input_size.
+        max_detections: per image.
+        batch_size: images per forward pass in `Detector.batch`.
+        amp: "bf16" runs the network under bf16 autocast (CPU or CUDA); "off" in float32. Decoding and the tree
+            softmax always run in float32.
+        channels_last: run the network in channels_last memory format (faster convolutions on CPU and GPU).
+    """
+
+    conf_threshold: float = 0.25
+    nms_iou: float = 0.45
+    hier_threshold: float = 0.5
+    mode: str = "paper"
+    max_depth: int | None = None
+    size: int | None = None
+    max_detections: int = 100
+    batch_size: int = 8
+    amp: str = "off"
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in DECIDE_MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {DECIDE_MODES}")
+        if self.size is not None and (self.size <= 0 or self.size % 32):
+            raise ValueError(f"size {self.size} is not a positive multiple of 32")
+        if self.amp not in ("off", "bf16"):
+            raise ValueError(f"amp {self.amp!r} is not 'off' or 'bf16'")
+        if self.max_depth is not None and self.max_depth < 0:
+            raise ValueError(f"max_depth {self.max_depth} must be >= 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size {self.batch_size} must be >= 1")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def to_uint8_image(image: ImageInput) -> Tensor:
+    """Any supported image input as UInt8[3, H, W] RGB.
+
+    Args:
+        image: a file path; a PIL image (any mode); a UInt8[3, H, W] tensor; a float [3, H, W] tensor in 0..1;
+            a UInt8 numpy array [H, W, 3] (RGB) or [H, W].
+    Raises:
+        ImageLoadError: the file cannot be read (names it).
+        ValueError: a tensor or array of an unsupported shape or dtype.
+    """
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.asarray(_pil_to_rgb(image)).copy()).permute(2, 0, 1).contiguous()
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise ValueError(f"numpy image: expected UInt8 [H, W, 3] or [H, W], got {image.dtype} {image.shape}")
+        array = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+    if isinstance(image, Tensor):
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"tensor image: expected [3, H, W] RGB, got shape {tuple(image.shape)}")
+        if image.dtype == torch.uint8:
+            return image.detach().cpu()
+        if image.is_floating_point():
+            return (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        raise ValueError(f"tensor image: expected uint8 or float in 0..1, got {image.dtype}")
+    raise ValueError(f"unsupported image input of type {type(image).__name__} (path, PIL image, tensor or array)")
+
+
+def _flat_names(cfg: ModelConfig, num_classes: int, names: Sequence[str] | str | Path | None) -> list[str] | None:
+    """Class names of a flat model: given, read from a file, COCO's for an 80-class model, else None."""
+    if names is not None:
+        if isinstance(names, (str, Path)):
+            names = [ln.strip() for ln in Path(names).read_text().splitlines() if ln.strip()]
+        names = list(names)
+        if len(names) != num_classes:
+            raise ValueError(f"names: {len(names)} names for a model with {num_classes} classes")
+        return names
+    if num_classes == 80 and cfg.kind != "darknet19":
+        try:
+            coco = [ln.strip() for ln in darknet_file("coco.names").read_text().splitlines() if ln.strip()]
+        except (FileNotFoundError, OSError):
+            return None
+        return coco if len(coco) == 80 else None
+    return None
+
+
+class Detector:
+    """A detector ready for inference: model in eval mode on its device, tree, names and options.
+
+    Args:
+        model: a YOLODetector (raw output Float[B, A, 5+N, H, W]).
+        config: the ModelConfig it was built from.
+        tree: the WordTree of a tree model, None for a flat one.
+        names: class names of a flat model (default "class<k>").
+        device: "auto", "cpu", "cuda", ...
+        random_weights: warn that detections are meaningless (once, at construction).
+        **options: DetectorOptions fields.
+    """
+
+    def __init__(self, model: torch.nn.Module, config: ModelConfig, tree: WordTree | None = None,
+                 names: Sequence[str] | None = None, device: str | torch.device = "auto",
+                 random_weights: bool = False, **options: Any) -> None:
+        if config.kind == "darknet19":
+            raise ConfigError("model.kind: darknet19 is a classifier; the Detector needs a yolov2 or yolo9000 model")
+        if options.get("size") is None:
+            options["size"] = config.input_size
+        self.options = DetectorOptions(**options)
+        self.config = config
+        self.device = resolve_device(device)
+        self.tree = tree.to("cpu") if tree is not None else None          # names, paths, queries
+        self._device_tree = tree.to(self.device) if tree is not None else None  # postprocess
+        self.names = list(names) if names is not None else None
+        self.random_weights = random_weights
+        model = model.eval().to(self.device)
+        if self.options.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        if random_weights:
+            warnings.warn("the detector has random weights (no --weights / checkpoint given): its boxes and classes "
+                          "are meaningless; use it to check the pipeline only", RandomWeightsWarning, stacklevel=2)
+
+    # ------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, config: str | Path | Config | ModelConfig, weights: str | Path | None = None,
+                    device: str | torch.device = "auto", overrides: Sequence[str] | None = None,
+                    names: Sequence[str] | str | Path | None = None, **options: Any) -> "Detector":
+        """Build the model a config describes and load weights into it.
+
+        Args:
+            config: a YAML config path, a darknet `.cfg` path, a Config or a ModelConfig.
+            weights: our checkpoint or a darknet `.weights`; None leaves random weights (with a warning).
+            device: "auto" (CUDA if present), "cpu", "cuda", ...
+            overrides: `key=value` overrides for a YAML config (e.g. "model.tree=my.tree").
+            names: class names (list or `.names` file) of a flat model; default COCO's for 80 classes.
+            **options: DetectorOptions fields (conf_threshold, nms_iou, hier_threshold, mode, max_depth, size, ...).
+        """
+        model_cfg = _model_config(config, overrides)
+        model = build_model(model_cfg)
+        if weights is not None:
+            load_weights(model, weights)
+        return cls._assemble(model, model_cfg, names, device, weights is None, options)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str | torch.device = "auto", checkpoint: str = CHECKPOINT_NAME,
+                 names: Sequence[str] | str | Path | None = None, **options: Any) -> "Detector":
+        """Load a training run: `<run>/config.yaml` (or the checkpoint's own config) and `<run>/last.pt`.
+
+        A relative tree path in the config that does not exist from the current directory is looked up in the run
+        directory, so a run directory can be moved.
+        """
+        from yolo9000.checkpoint import CheckpointError, load_checkpoint
+
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"run directory {run_dir} does not exist")
+        weights = run_dir / checkpoint
+        if not weights.exists():
+            raise CheckpointError(f"{run_dir}: no {checkpoint} checkpoint (has this run saved one yet?)")
+        config_path = run_dir / CONFIG_NAME
+        if config_path.exists():
+            model_cfg = load_config(config_path).model
+        else:
+            saved = load_checkpoint(weights).get("config")
+            if not isinstance(saved, dict):
+                raise ConfigError(f"{run_dir}: neither {CONFIG_NAME} nor a config inside {checkpoint}")
+            model_cfg = from_dict(Config, saved).model
+        if model_cfg.tree not in (None, "9k") and not Path(model_cfg.tree).expanduser().exists():
+            moved = run_dir / Path(model_cfg.tree).name
+            if moved.exists():
+                model_cfg = dataclasses.replace(model_cfg, tree=str(moved))
+        model = build_model(model_cfg)
+        load_weights(model, weights)
+        return cls._assemble(model, model_cfg, names, device, False, options)
+
+    @classmethod
+    def _assemble(cls, model: torch.nn.Module, cfg: ModelConfig, names: Any, device: Any, random_weights: bool,
+                  options: dict) -> "Detector":
+        tree = load_tree(cfg.tree)
+        flat_names = None if tree is not None else _flat_names(cfg, model.num_classes, names)
+        return cls(model, cfg, tree, flat_names, device, random_weights, **options)
+
+    # ------------------------------------------------------------------------------------------- inference
+    def with_options(self, **options: Any) -> "Detector":
+        """A detector sharing this one's model, with some options changed (no reload, no new warning)."""
+        new = object.__new__(Detector)
+        new.__dict__.update(self.__dict__)
+        if "size" in options and options["size"] is None:
+            options["size"] = self.config.input_size
+        new.options = dataclasses.replace(self.options, **options)
+        return new
+
+    @property
+    def size(self) -> int:
+        """The letterbox input size S."""
+        return self.options.size
+
+    def preprocess(self, images: Sequence[ImageInput]) -> tuple[Tensor, Tensor, Tensor]:
+        """Letterbox images into one batch.
+
+        Returns:
+            batch Float[B, 3, S, S] RGB 0..1, letterbox Float[B, 3] (scale, pad_x, pad_y), orig_sizes Long[B, 2].
+        """
+        size = self.size
+        batch, boxes, sizes = [], [], []
+        for image in images:
+            pixels = to_uint8_image(image)
+            boxed, _, lb = letterbox(pixels, None, size)
+            batch.append(boxed)
+            boxes.append(lb)
+            sizes.append(tuple(pixels.shape[-2:]))
+        if not batch:
+            return (torch.zeros(0, 3, size, size), torch.zeros(0, 3), torch.zeros(0, 2, dtype=torch.long))
+        return (torch.stack(batch).float().div_(255), torch.tensor(boxes, dtype=torch.float32),
+                torch.tensor(sizes, dtype=torch.long))
+
+    @torch.inference_mode()
+    def forward_raw(self, batch: Tensor) -> Tensor:
+        """The network's raw output Float[B, A, 5+N, H, W] (float32) for a preprocessed batch."""
+        x = batch.to(self.device, non_blocking=True)
+        if self.options.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.options.amp == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                return self.model(x).float()
+        return self.model(x).float()
+
+    @torch.inference_mode()
+    def batch(self, images: Iterable[ImageInput]) -> list[list[Detection]]:
+        """Detections for each image (one list per image, best score first), `batch_size` images per pass."""
+        images = list(images)
+        out: list[list[Detection]] = []
+        step = self.options.batch_size
+        for start in range(0, len(images), step):
+            batch, lb, sizes = self.preprocess(images[start:start + step])
+            raw = self.forward_raw(batch)
+            o = self.options
+            out.extend(postprocess(raw, self.model.anchors, self.model.stride, self._device_tree, self.names,
+                                   conf_threshold=o.conf_threshold, nms_iou=o.nms_iou,
+                                   hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
+                                   max_detections=o.max_detections, letterbox=lb.to(self.device),
+                                   orig_sizes=sizes.to(self.device)))
+        return out
+
+    def __call__(self, image: ImageInput) -> list[Detection]:
+        """Detections of one image, best score first."""
+        return self.batch([image])[0]
+
+    # ------------------------------------------------------------------------------------------- queries
+    def resolve_node(self, node: int | str) -> int:
+        """Node index of a wnid, a name or an index (a flat model: a class index or name).
+
+        Raises:
+            AmbiguousNodeError: a name shared by several nodes (lists them with their paths).
+            KeyError: no such node.
+        """
+        if self.tree is None:
+            if isinstance(node, int) or str(node).isdigit():
+                index = int(node)
+                if not 0 <= index < self.model.num_classes:
+                    raise KeyError(f"class {index} out of range 0..{self.model.num_classes - 1}")
+                return index
+            names = [n.lower() for n in (self.names or [])]
+            if str(node).lower() not in names:
+                raise KeyError(f"no class named {node!r}")
+            return names.index(str(node).lower())
+        matches = self.tree.resolve(node)
+        if not matches:
+            raise KeyError(f"{node!r} is neither a wnid, a name nor an index of this tree ({self.tree.num_nodes} "
+                           "nodes)")
+        if len(matches) > 1:
+            raise AmbiguousNodeError(str(node), matches, self.tree)
+        return matches[0]
+
+    def _detections(self, image_or_detections: ImageInput | Sequence[Detection]) -> list[Detection]:
+        if isinstance(image_or_detections, (list, tuple)) and all(isinstance(d, Detection)
+                                                                 for d in image_or_detections):
+            return list(image_or_detections)
+        return self(image_or_detections)
+
+    def subtree_probability(self, image_or_detections: ImageInput | Sequence[Detection],
+                            node: int | str) -> list[float]:
+        """P(box is `node` or any of its descendants) for each detection: objectness * P(node).
+
+        P(node) is the sum of the absolute probabilities of the node's leaves (`wordtree.ops.subtree_prob`), which
+        for the tree's own softmax equals the node's absolute probability. A flat model: objectness * P(class).
+
+        Args:
+            image_or_detections: an image (any ImageInput) or the detections already computed for it.
+            node: wnid, name or index.
+        Returns:
+            One probability per detection, in the detections' order.
+        """
+        detections = self._detections(image_or_detections)
+        index = self.resolve_node(node)
+        if not detections:
+            return []
+        probs = torch.stack([d.probs for d in detections])
+        objectness = torch.tensor([d.objectness for d in detections], dtype=probs.dtype)
+        if self.tree is None:
+            return (objectness * probs[:, index]).tolist()
+        return (objectness * subtree_prob(probs, self.tree, index)).tolist()
+
+    def in_subtree(self, image_or_detections: ImageInput | Sequence[Detection], node: int | str,
+                   min_prob: float | None = None) -> list[Detection]:
+        """The detections of `node`'s subtree ("all animals").
+
+        Args:
+            image_or_detections: an image or its detections.
+            node: wnid, name or index.
+            min_prob: None: detections whose decided node is `node` or a descendant. A number: instead, every
+                detection whose subtree probability (objectness * P(node)) is at least this, which also finds
+                boxes decided at a coarser level than `node`.
+        """
+        detections = self._detections(image_or_detections)
+        index = self.resolve_node(node)
+        if min_prob is not None:
+            probs = self.subtree_probability(detections, index)
+            return [d for d, p in zip(detections, probs) if p >= min_prob]
+        if self.tree is None:
+            return [d for d in detections if d.label == index]
+        return [d for d in detections if any(step.node == index for step in d.path)]
+
+    def describe(self) -> dict[str, Any]:
+        """What the detector is: model kind, classes/tree, device, options (for JSON outputs)."""
+        cfg = self.config
+        return {"kind": cfg.kind, "tree": cfg.tree, "num_classes": self.model.num_classes,
+                "anchors": [[round(v, 5) for v in a] for a in self.model.anchors.tolist()], "device": str(self.device), "random_weights": self.random_weights,
+                "options": dataclasses.asdict(self.options)}
+
+
+def _model_config(config: str | Path | Config | ModelConfig, overrides: Sequence[str] | None) -> ModelConfig:
+    if isinstance(config, ModelConfig):
+        if overrides:
+            raise ConfigError("overrides need a YAML config path or a Config, not a ModelConfig")
+        return config
+    if isinstance(config, Config):
+        if overrides:
+            raise ConfigError("overrides need a YAML config path; apply them with load_config instead")
+        return config.model
+    path = Path(config)
+    if path.suffix == ".cfg":
+        if overrides:
+            raise ConfigError(f"{path}: --set overrides apply to YAML configs, not darknet .cfg files")
+        from yolo9000.darknet import config_from_cfg
+        return config_from_cfg(path)
+    return load_config(path, list(overrides or [])).model
+

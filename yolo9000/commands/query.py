@@ -1,0 +1,111 @@
+"""`yolo9000 query`: each detection's path of conditional probabilities from the root to the decided node, and
+subtree questions ("what is the probability that this box is a dog, any dog?", "which boxes are animals?").
+
+    yolo9000 query --run runs/demo image.png
+    yolo9000 query --cfg yolo9000.cfg --weights yolo9000.weights dog.jpg --node dog
+    yolo9000 query --run runs/demo image.png --node n13866144 --depth 1 --json
+
+A name shared by several nodes (`--node car`) lists the candidates with their paths and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from yolo9000.api import AmbiguousNodeError, Detection, Detector
+from yolo9000.commands.detect import ModelLoadError, add_inference_arguments, add_model_arguments, build_detector
+from yolo9000.data.images import ImageLoadError, load_image
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("image", type=Path, metavar="IMAGE", help="image file")
+    parser.add_argument("--node", help="wnid, name or index: P(box is this node or any descendant) per box, and the "
+                        "detections in its subtree")
+    specific = parser.add_mutually_exclusive_group()
+    specific.add_argument("--depth", type=int, help="decide no deeper than this depth (0 = roots)")
+    specific.add_argument("--threshold", type=float, default=0.5,
+                          help="decision threshold of the tree walk (default .5; lower = more specific)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_inference_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def format_path(detection: Detection, index: int) -> list[str]:
+    """A detection's header line and its root-to-node table, one indented row per step."""
+    x1, y1, x2, y2 = detection.box
+    wnid = f"  {detection.wnid}" if detection.wnid else ""
+    lines = [f"#{index} {detection.name}{wnid}  score {detection.score:.3f}  objectness {detection.objectness:.3f}  "
+             f"P({detection.name}) {detection.prob:.3f}  box [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]"]
+    width = max(2 * i + len(step.name) for i, step in enumerate(detection.path))
+    width = max(width, len("node"))
+    lines.append(f"    {'node':<{width}}  {'wnid':<10}  {'P(node|parent)':>14}  {'P(node)':>8}")
+    total = 1.0
+    for depth, step in enumerate(detection.path):
+        total *= step.prob
+        label = "  " * depth + step.name
+        lines.append(f"    {label:<{width}}  {step.wnid or '-':<10}  {step.prob:>14.4f}  {total:>8.4f}")
+    return lines
+
+
+def _node_block(detector: Detector, detections: Sequence[Detection], node: int) -> tuple[list[str], dict[str, Any]]:
+    tree = detector.tree
+    wnid = tree.wnids[node] if tree is not None else None
+    name = tree.names[node] if tree is not None else (detector.names[node] if detector.names else f"class{node}")
+    what = f"{name} ({wnid})" if wnid else name
+    probs = detector.subtree_probability(detections, node)
+    members = detector.in_subtree(detections, node)
+    member_ids = [i + 1 for i, d in enumerate(detections) if any(d is m for m in members)]
+    lines = [f"P(box is {what} or any descendant) = objectness x P({name}):"]
+    lines += [f"  #{i + 1} {d.name:<24} {p:.4f}" for i, (d, p) in enumerate(zip(detections, probs))]
+    listed = ", ".join(f"#{i} {detections[i - 1].name}" for i in member_ids) or "none"
+    lines.append(f"detections in the subtree of {what}: {listed}")
+    data = {"node": {"index": node, "wnid": wnid, "name": name}, "subtree_probability": probs,
+            "in_subtree": [i - 1 for i in member_ids]}
+    return lines, data
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, hier_threshold=args.threshold,
+                                  mode=args.mode, max_depth=args.depth, size=args.size, amp=args.amp)
+    except (ModelLoadError, ValueError) as err:
+        print(f"yolo9000 query: {err}", file=sys.stderr)
+        return 2
+    node = None
+    if args.node is not None:
+        try:
+            node = detector.resolve_node(args.node)
+        except AmbiguousNodeError as err:
+            print(f"yolo9000 query: --node {err}", file=sys.stderr)
+            return 2
+        except KeyError as err:
+            print(f"yolo9000 query: --node: {err.args[0]}", file=sys.stderr)
+            return 2
+    try:
+        image = load_image(args.image)
+    except ImageLoadError as err:
+        print(f"yolo9000 query: {err}", file=sys.stderr)
+        return 1
+    detections = detector(image)
+    height, width = image.shape[-2:]
+    o = detector.options
+    report: dict[str, Any] = {"image": str(args.image), "width": width, "height": height,
+                              "options": {"mode": o.mode, "hier_threshold": o.hier_threshold, "max_depth": o.max_depth,
+                                          "conf_threshold": o.conf_threshold},
+                              "detections": [d.to_dict() for d in detections]}
+    lines = [f"{args.image} ({width}x{height}): {len(detections)} detections (mode {o.mode}, threshold "
+             f"{o.hier_threshold:g}{'' if o.max_depth is None else f', depth <= {o.max_depth}'}, conf {o.conf_threshold:g})"]
+    for i, det in enumerate(detections):
+        lines.append("")
+        lines += format_path(det, i + 1)
+    if node is not None:
+        node_lines, node_data = _node_block(detector, detections, node)
+        report.update(node_data)
+        lines.append("")
+        lines += node_lines
+    print(json.dumps(report, indent=1) if args.json else "\n".join(lines))
+    return 0
