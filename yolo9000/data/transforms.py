@@ -2,8 +2,9 @@
 
 Training: darknet-style jitter (each side of the image moves in or out by up to `jitter` of its size, i.e. a random
 crop that may extend past the image, padded with gray), letterbox into the batch's square size, horizontal flip,
-and HSV jitter (hue shift in [-hue, hue] of the colour circle; saturation and exposure scaled by a factor in
-[1, 1+s] or its inverse, darknet's `rand_scale`). Classification images get the same geometric and photometric
+and HSV jitter as darknet's `distort_image` does it (hue shift in [-hue, hue] of the colour circle; saturation and
+exposure scaled in HSV by a factor in [1, 1+s] or its inverse, darknet's `rand_scale`), fused into one pass because
+the photometric step was the loader's largest cost. Pixels are resized before they are jittered. Classification images get the same geometric and photometric
 jitter. Evaluation: letterbox only, recording (scale, pad_x, pad_y) so detections map back to the original image.
 
 Boxes ride along as `tv_tensors.BoundingBoxes`, so every geometric step moves them with the pixels; afterwards they
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from yolo9000.data.images import GRAY_FILL
@@ -31,6 +31,33 @@ def _rand_scale(amount: float, generator: torch.Generator | None) -> float:
     """darknet's rand_scale: a factor in [1, 1 + amount], inverted half the time."""
     scale = _uniform(1.0, 1.0 + amount, generator)
     return scale if float(torch.rand((), generator=generator)) < 0.5 else 1.0 / scale
+
+
+_HUE_SECTORS = torch.tensor([5.0, 3.0, 1.0]).view(3, 1, 1)
+
+
+def hsv_jitter(image: Tensor, hue: float, saturation: float, exposure: float) -> Tensor:
+    """darknet's `distort_image` in one pass: in HSV, shift hue (wrapping), scale saturation and value, then clamp.
+
+    Args:
+        image: Float[3, H, W] RGB in 0..1 (not modified).
+        hue: shift as a fraction of the colour circle.
+        saturation, exposure: factors for S and V (darknet does not clamp them before converting back).
+    Returns:
+        Float[3, H, W] RGB clamped to 0..1.
+    """
+    r, g, b = image.unbind(0)
+    value = image.amax(dim=0)
+    chroma = value - image.amin(dim=0)  # = V * S, so S itself (a division) is never needed
+    is_r = value == r
+    is_g = (value == g) & ~is_r
+    # Hue in sixths of the circle: the largest channel picks the sector, the other two place the colour within it.
+    sector = torch.where(is_r, g - b, torch.where(is_g, b - r + 2 * chroma, r - g + 4 * chroma))
+    hue6 = sector / chroma.clamp_min(1e-12) + hue * 6.0
+    # Back to RGB: channel n = V - V*S*clamp(min(k, 4 - k), 0, 1) with k = (n + 6H) mod 6, n = 5, 3, 1.
+    k = (_HUE_SECTORS + hue6).remainder_(6.0)
+    weight = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return weight.mul_(chroma * -saturation).add_(value).mul_(exposure).clamp_(0.0, 1.0)
 
 
 def _wrap(image: Tensor, target: dict) -> tuple[Tensor, tv_tensors.BoundingBoxes | None]:
@@ -63,11 +90,12 @@ def letterbox(image: Tensor, boxes: tv_tensors.BoundingBoxes | None, size: int
 def _finish(image: Tensor, boxes: tv_tensors.BoundingBoxes | None, target: dict, min_box_size: float) -> dict:
     out = dict(target)
     if boxes is not None:
-        boxes = F.clamp_bounding_boxes(boxes)
-        sanitized = v2.SanitizeBoundingBoxes(min_size=min_box_size, labels_getter=lambda sample: sample["labels"])(
-            {"boxes": boxes, "labels": torch.as_tensor(target["labels"])})
-        out["boxes"] = sanitized["boxes"].as_subclass(Tensor)
-        out["labels"] = sanitized["labels"]
+        boxes = F.clamp_bounding_boxes(boxes).as_subclass(Tensor)
+        # Not v2.SanitizeBoundingBoxes: it refuses min_size < 1, which evaluation needs (keep every visible box).
+        size = boxes[:, 2:] - boxes[:, :2]
+        keep = (size > 0).all(dim=1) & (size >= min_box_size).all(dim=1)
+        out["boxes"] = boxes[keep]
+        out["labels"] = torch.as_tensor(target["labels"])[keep]
     return out
 
 
@@ -122,12 +150,9 @@ class TrainTransform:
             image = F.horizontal_flip(image)
             boxes = F.horizontal_flip(boxes) if boxes is not None else None
         image = F.to_dtype(image, torch.float32, scale=True)
-        if self.hue:
-            image = F.adjust_hue(image, _uniform(-self.hue, self.hue, generator))
-        if self.saturation:
-            image = F.adjust_saturation(image, _rand_scale(self.saturation, generator))
-        if self.exposure:
-            image = F.adjust_brightness(image, _rand_scale(self.exposure, generator))
+        if self.hue or self.saturation or self.exposure:
+            image = hsv_jitter(image, _uniform(-self.hue, self.hue, generator),
+                               _rand_scale(self.saturation, generator), _rand_scale(self.exposure, generator))
         return image, _finish(image, boxes, target, self.min_box_size)
 
 
