@@ -57,6 +57,7 @@ def test_detections_carry_paths_whose_product_is_the_probability(detector, image
         assert d.path[-1].node == d.label and d.wnid == tiny_tree.wnids[d.label]
         assert math.prod(s.prob for s in d.path) == pytest.approx(d.prob, rel=1e-5)
         assert float(d.probs[d.label]) == pytest.approx(d.prob, rel=1e-5)   # the absolute probability
+        assert not d.probs.is_inference()                                    # usable in ordinary autograd code
         assert d.score == pytest.approx(d.objectness * d.prob, rel=1e-5)
         x1, y1, x2, y2 = d.box
         assert 0 <= x1 <= x2 <= 140 and 0 <= y1 <= y2 <= 96                   # original pixels, clipped

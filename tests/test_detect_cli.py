@@ -129,3 +129,60 @@ def test_query_from_a_run_directory(tmp_path, tree_file, images, capsys):
     captured = capsys.readouterr()
     assert status == 0 and "RANDOM" not in captured.err
     assert captured.out.startswith(f"{images[1]} (72x128):")
+
+
+# ------------------------------------------------------------------------------------------- pictures
+def _detection(tree: WordTree, node: int, box=(10.0, 20.0, 60.0, 70.0), score=0.5):
+    from yolo9000.decode import Detection, PathStep
+
+    path = tuple(PathStep(n, tree.wnids[n], tree.names[n], 0.9) for n in tree.path(node))
+    return Detection(box, score, score / 0.9 ** len(path), node, tree.wnids[node], tree.names[node],
+                     0.9 ** len(path), path)
+
+
+def test_colours_follow_the_top_level_node(tiny_tree, darknet_9k_tree):
+    from yolo9000.draw import colour_of, top_level_nodes
+
+    # Leaves: a1 a2 a3x a3y b1x_p b1x_q. Shares: a 4/6, a3 2/6, b 2/6. At .5 a is dominant, so a's subtree is
+    # coloured by a's children; b's whole subtree by b.
+    top = top_level_nodes(tiny_tree, 0.5)
+    assert [tiny_tree.wnids[top[tiny_tree.index(w)]] for w in ("a", "a1", "a3", "a3x", "b", "b1x", "b1x_q")] == \
+        ["a", "a1", "a3", "a3", "b", "b", "b"]
+    # darknet's 9k tree (default share .3): dogs and horses are animals, people are people, cars instrumentality.
+    t = darknet_9k_tree
+    top = top_level_nodes(t)
+    named = {w: t.names[top[t.find(w)[0]]] for w in ("dalmatian", "giraffe", "person")}
+    assert named == {"dalmatian": "animal", "giraffe": "animal", "person": "person"}
+    assert t.names[top[t.index("n02958343")]] == "instrumentality"
+    dog, horse, man = (_detection(t, t.find(w)[0]) for w in ("dalmatian", "giraffe", "person"))
+    assert colour_of(dog, t) == colour_of(horse, t) != colour_of(man, t)
+
+
+def test_chain_text_truncates_and_marks_the_cut(darknet_9k_tree):
+    from yolo9000.draw import _font, chain_text
+
+    t = darknet_9k_tree
+    dog = _detection(t, t.find("dalmatian")[0])
+    font = _font(12, False)
+    full = chain_text(dog, font, max_width=10_000, max_steps=100)
+    assert full.startswith("dalmatian .90 < dog .90 < canine .90") and full.endswith("object .90")
+    short = chain_text(dog, font, max_width=10_000, max_steps=3)
+    assert short == "dalmatian .90 < dog .90 < canine .90 < …"
+    narrow = chain_text(dog, font, max_width=150, max_steps=100)
+    assert narrow.endswith(" < …") and font.getlength(narrow) <= 150 + font.getlength(" < …")
+    root = _detection(t, 0)
+    assert chain_text(root, font, 1000) == ""
+
+
+def test_draw_does_not_modify_the_image_and_scales_small_ones(tiny_tree):
+    from yolo9000.draw import colour_of, draw_detections
+
+    image = torch.full((3, 100, 128), 200, dtype=torch.uint8)
+    before = image.clone()
+    det = _detection(tiny_tree, tiny_tree.index("a3x"), box=(10.0, 60.0, 100.0, 95.0))
+    picture = draw_detections(image, [det], tiny_tree, min_side=384)
+    assert torch.equal(image, before)
+    assert picture.size == (128 * 4, 100 * 4)          # ceil(384 / 100) = 4
+    # The box's bottom edge, scaled by 4, is drawn in the detection's colour.
+    assert picture.getpixel((200, 95 * 4)) == colour_of(det, tiny_tree)
+    assert draw_detections(image, [det], tiny_tree, min_side=0).size == (128, 100)

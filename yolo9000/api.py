@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,10 +36,10 @@ from yolo9000.model.load import load_weights
 from yolo9000.reference import darknet_file
 from yolo9000.trees import load_tree
 
-__all__ = ["Detector", "DetectorOptions", "Detection", "PathStep", "ImageInput", "AmbiguousNodeError",
-           "RandomWeightsWarning", "ImageLoadError", "to_uint8_image"]
+__all__ = ["AmbiguousNodeError", "Detection", "Detector", "DetectorOptions", "ImageInput", "ImageLoadError", "PathStep",
+           "RandomWeightsWarning", "to_uint8_image"]
 
-ImageInput = Union[str, Path, Image.Image, Tensor, np.ndarray]
+ImageInput = str | Path | Image.Image | Tensor | np.ndarray
 CONFIG_NAME = "config.yaml"
 CHECKPOINT_NAME = "last.pt"
 
@@ -195,7 +196,7 @@ class Detector:
     @classmethod
     def from_config(cls, config: str | Path | Config | ModelConfig, weights: str | Path | None = None,
                     device: str | torch.device = "auto", overrides: Sequence[str] | None = None,
-                    names: Sequence[str] | str | Path | None = None, **options: Any) -> "Detector":
+                    names: Sequence[str] | str | Path | None = None, **options: Any) -> Detector:
         """Build the model a config describes and load weights into it.
 
         Args:
@@ -214,7 +215,7 @@ class Detector:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | torch.device = "auto", checkpoint: str = CHECKPOINT_NAME,
-                 names: Sequence[str] | str | Path | None = None, **options: Any) -> "Detector":
+                 names: Sequence[str] | str | Path | None = None, **options: Any) -> Detector:
         """Load a training run: `<run>/config.yaml` (or the checkpoint's own config) and `<run>/last.pt`.
 
         A relative tree path in the config that does not exist from the current directory is looked up in the run
@@ -246,13 +247,13 @@ class Detector:
 
     @classmethod
     def _assemble(cls, model: torch.nn.Module, cfg: ModelConfig, names: Any, device: Any, random_weights: bool,
-                  options: dict) -> "Detector":
+                  options: dict) -> Detector:
         tree = load_tree(cfg.tree)
         flat_names = None if tree is not None else _flat_names(cfg, model.num_classes, names)
         return cls(model, cfg, tree, flat_names, device, random_weights, **options)
 
     # ------------------------------------------------------------------------------------------- inference
-    def with_options(self, **options: Any) -> "Detector":
+    def with_options(self, **options: Any) -> Detector:
         """A detector sharing this one's model, with some options changed (no reload, no new warning)."""
         new = object.__new__(Detector)
         new.__dict__.update(self.__dict__)
@@ -296,21 +297,22 @@ class Detector:
                 return self.model(x).float()
         return self.model(x).float()
 
-    @torch.inference_mode()
     def batch(self, images: Iterable[ImageInput]) -> list[list[Detection]]:
         """Detections for each image (one list per image, best score first), `batch_size` images per pass."""
         images = list(images)
         out: list[list[Detection]] = []
         step = self.options.batch_size
+        o = self.options
         for start in range(0, len(images), step):
             batch, lb, sizes = self.preprocess(images[start:start + step])
             raw = self.forward_raw(batch)
-            o = self.options
-            out.extend(postprocess(raw, self.model.anchors, self.model.stride, self._device_tree, self.names,
-                                   conf_threshold=o.conf_threshold, nms_iou=o.nms_iou,
-                                   hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
-                                   max_detections=o.max_detections, letterbox=lb.to(self.device),
-                                   orig_sizes=sizes.to(self.device)))
+            # Postprocess outside inference mode so the detections' tensors (`probs`) are ordinary tensors.
+            with torch.no_grad():
+                out.extend(postprocess(raw, self.model.anchors, self.model.stride, self._device_tree, self.names,
+                                       conf_threshold=o.conf_threshold, nms_iou=o.nms_iou,
+                                       hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
+                                       max_detections=o.max_detections, letterbox=lb.to(self.device),
+                                       orig_sizes=sizes.to(self.device)))
         return out
 
     def __call__(self, image: ImageInput) -> list[Detection]:

@@ -9,8 +9,8 @@ flat softmax or the WordTree decision walk, score threshold, per-class `batched_
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -200,7 +200,7 @@ def postprocess_tensors(raw: Tensor, anchors: Tensor, stride: float, tree: WordT
         raise ValueError(f"postprocess: mode {mode!r} is not one of {DECIDE_MODES}")
     if max_depth is not None and max_depth < 0:
         raise ValueError(f"postprocess: max_depth {max_depth} must be >= 0")
-    B, A, C5, H, W = raw.shape
+    B, _, C5, H, W = raw.shape
     num_classes = C5 - 5
     if tree is not None and tree.num_nodes != num_classes:
         raise ValueError(f"postprocess: the output has {num_classes} class logits but the tree has "

@@ -10,9 +10,9 @@ scaled up by an integer factor first (nearest neighbour, so pixels stay honest) 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from PIL import Image, ImageDraw, ImageFont

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from yolo9000.api import AmbiguousNodeError, Detection, Detector
 from yolo9000.commands.detect import ModelLoadError, add_inference_arguments, add_model_arguments, build_detector
@@ -38,8 +39,9 @@ def format_path(detection: Detection, index: int) -> list[str]:
     """A detection's header line and its root-to-node table, one indented row per step."""
     x1, y1, x2, y2 = detection.box
     wnid = f"  {detection.wnid}" if detection.wnid else ""
-    lines = [f"#{index} {detection.name}{wnid}  score {detection.score:.3f}  objectness {detection.objectness:.3f}  "
-             f"P({detection.name}) {detection.prob:.3f}  box [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]"]
+    header = (f"#{index} {detection.name}{wnid}  score {detection.score:.3f}  objectness {detection.objectness:.3f}  "
+              f"P({detection.name}) {detection.prob:.3f}  box [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]")
+    lines = [header]
     width = max(2 * i + len(step.name) for i, step in enumerate(detection.path))
     width = max(width, len("node"))
     lines.append(f"    {'node':<{width}}  {'wnid':<10}  {'P(node|parent)':>14}  {'P(node)':>8}")
@@ -97,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
                               "options": {"mode": o.mode, "hier_threshold": o.hier_threshold, "max_depth": o.max_depth,
                                           "conf_threshold": o.conf_threshold},
                               "detections": [d.to_dict() for d in detections]}
+    depth = "" if o.max_depth is None else f", depth <= {o.max_depth}"
     lines = [f"{args.image} ({width}x{height}): {len(detections)} detections (mode {o.mode}, threshold "
-             f"{o.hier_threshold:g}{'' if o.max_depth is None else f', depth <= {o.max_depth}'}, conf {o.conf_threshold:g})"]
+             + f"{o.hier_threshold:g}{depth}, conf {o.conf_threshold:g})"]
     for i, det in enumerate(detections):
         lines.append("")
         lines += format_path(det, i + 1)
