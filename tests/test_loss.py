@@ -10,7 +10,7 @@ import torch
 
 from yolo9000.config import LossConfig
 from yolo9000.data.collate import Batch
-from yolo9000.loss import TERMS, RegionLoss, weighted_total
+from yolo9000.loss import TERMS, RegionLoss, gather_outputs, weighted_total
 
 STRIDE = 32
 ANCHORS = torch.tensor([[0.6, 0.8], [1.5, 1.2], [2.5, 2.8]])
@@ -50,7 +50,7 @@ def reference_loss(raw: torch.Tensor, batch: Batch, cfg: LossConfig, tree, seen:
     terms = {name: raw.new_zeros(()) for name in TERMS}
     for b in range(B):
         def box(a, j, i):
-            tx, ty, tw, th = raw[b, a, 0:4, j, i]
+            tx, ty, tw, th = raw[b, a, 0:4, j, i].detach()
             return ((float(sigmoid(tx)) + i) / W, (float(sigmoid(ty)) + j) / H,
                     math.exp(float(tw)) * float(ANCHORS[a, 0]) / W, math.exp(float(th)) * float(ANCHORS[a, 1]) / H)
 
@@ -60,14 +60,14 @@ def reference_loss(raw: torch.Tensor, batch: Batch, cfg: LossConfig, tree, seen:
             best, best_p = None, -1.0
             for a, j, i in cells:
                 logits = raw[b, a, 5:, j, i].detach()
-                p = float(sigmoid(raw[b, a, 4, j, i])) * math.exp(-float(ref_nll(logits, label, tree)))
+                p = float(sigmoid(raw[b, a, 4, j, i].detach())) * math.exp(-float(ref_nll(logits, label, tree)))
                 if p > best_p:
                     best, best_p = (a, j, i), p
             for a, j, i in cells:
                 obj = sigmoid(raw[b, a, 4, j, i])
                 if (a, j, i) != best:
                     terms["noobj"] = terms["noobj"] + 0.5 * obj ** 2
-                elif cfg.classification_objectness == "paper" and float(obj) < cfg.classification_min_iou:
+                elif cfg.classification_objectness == "paper" and float(obj.detach()) < cfg.classification_min_iou:
                     terms["obj"] = terms["obj"] + 0.5 * (cfg.classification_min_iou - obj) ** 2
             a, j, i = best
             terms["cls"] = terms["cls"] + ref_nll(raw[b, a, 5:, j, i], label, tree)
@@ -196,10 +196,11 @@ def test_matches_reference_terms_and_gradients(model, grid, config, tiny_tree):
     ref = reference_loss(raw64, batch, cfg, tree, seen)
     for name in TERMS:
         torch.testing.assert_close(ours[name].double(), ref[name], rtol=1e-5, atol=1e-5, msg=name)
-        assert float(ref[name]) > 0 or name == "prior" and seen >= cfg.prior_images, name  # every term exercised
+        # Every term is exercised (the prior only before prior_images).
+        assert float(ref[name].detach()) > 0 or name == "prior" and seen >= cfg.prior_images, name
         if not ours[name].requires_grad:
             # A term switched off (the prior after 12800 images) is a constant: zero, and no graph at all.
-            assert float(ours[name]) == 0, name
+            assert float(ours[name].detach()) == 0, name
             continue
         g32, = torch.autograd.grad(ours[name], raw32, retain_graph=True)
         g64, = torch.autograd.grad(ref[name], raw64, retain_graph=True, allow_unused=True)
@@ -210,9 +211,9 @@ def test_matches_reference_terms_and_gradients(model, grid, config, tiny_tree):
     torch.testing.assert_close(g32.double(), g64, rtol=1e-5, atol=1e-5)
     if cfg.max_boxes is not None:
         # image 1 keeps 4 of its 12 boxes, image 2 keeps 4 of its 5 usable boxes and drops a degenerate one.
-        assert float(ours["diag/boxes_dropped"]) == 8 + 2 + 0
+        assert float(ours["diag/boxes_dropped"].detach()) == 8 + 2 + 0
     else:
-        assert float(ours["diag/boxes_dropped"]) == 1
+        assert float(ours["diag/boxes_dropped"].detach()) == 1
 
 
 def test_last_truth_wins_a_shared_prediction():
@@ -251,7 +252,7 @@ def test_classification_image_gradients(tiny_tree, mode):
     anchors = ANCHORS[:2]
     loss = RegionLoss(anchors, LossConfig(classification_objectness=mode), tree=tree, stride=STRIDE)
     terms = loss(raw, classification_batch(labels))
-    assert float(terms["coord"]) == float(terms["prior"]) == 0
+    assert float(terms["coord"].detach()) == float(terms["prior"].detach()) == 0
     grad, = torch.autograd.grad(loss.total(terms), raw)
     grad = grad.permute(0, 1, 3, 4, 2).reshape(len(labels), -1, 5 + tree.num_nodes)   # [B, P, 5+N]
     assert torch.all(grad[..., :4] == 0)
@@ -281,7 +282,7 @@ def test_classification_objectness_no_push_above_min_iou(tiny_tree):
     raw.requires_grad_()
     loss = RegionLoss(ANCHORS[:1], LossConfig(), tree=tiny_tree, stride=STRIDE)
     terms = loss(raw, classification_batch([7], size=32))
-    assert float(terms["obj"]) == 0 and float(terms["noobj"]) == 0
+    assert float(terms["obj"].detach()) == 0 and float(terms["noobj"].detach()) == 0
     grad, = torch.autograd.grad(loss.total(terms), raw)
     assert grad[0, 0, 4] == 0
 
@@ -320,7 +321,7 @@ def test_prior_before_and_after_12800(generator):
     xy, twh = torch.sigmoid(raw[0, :, 0:2]), raw[0, :, 2:4]
     torch.testing.assert_close(before, 0.5 * (((xy - 0.5) ** 2).sum() + (twh ** 2).sum()) / 2)
     after = loss(raw, batch, seen=12800)["prior"]
-    assert float(after) == 0 and not after.requires_grad   # a constant: no gradient at all
+    assert float(after.detach()) == 0 and not after.requires_grad   # a constant: no gradient at all
 
 
 def test_empty_batch_of_detections_without_boxes_and_inputs_untouched():
@@ -331,13 +332,13 @@ def test_empty_batch_of_detections_without_boxes_and_inputs_untouched():
     before = (raw.detach().clone(), batch.boxes.clone(), batch.labels.clone())
     loss = RegionLoss(ANCHORS, LossConfig(), num_classes=3, stride=STRIDE)
     terms = loss(raw, batch, seen=10**6)
-    assert float(terms["coord"]) == float(terms["obj"]) == float(terms["cls"]) == 0
+    assert float(terms["coord"].detach()) == float(terms["obj"].detach()) == float(terms["cls"].detach()) == 0
     torch.testing.assert_close(terms["noobj"], 0.5 * (torch.sigmoid(raw[:, :, 4]) ** 2).sum() / 2)
     grad, = torch.autograd.grad(loss.total(terms), raw)
     assert torch.isfinite(grad).all()
     assert torch.equal(raw.detach(), before[0]) and torch.equal(batch.boxes, before[1])
     assert torch.equal(batch.labels, before[2])
-    assert float(terms["diag/iou"]) == 0 and float(terms["diag/obj_pos"]) == 0
+    assert float(terms["diag/iou"].detach()) == 0 and float(terms["diag/obj_pos"].detach()) == 0
 
 
 def test_bf16_autocast_computes_in_float32(tiny_tree):
@@ -363,3 +364,42 @@ def test_bad_shapes_are_named():
         loss(torch.zeros(1, 3, 9, 2, 2), batch)
     with pytest.raises(ValueError, match="give a tree"):
         RegionLoss(ANCHORS, LossConfig())
+
+
+def test_gather_outputs_matches_slicing_on_any_strides(generator):
+    """One `take` gives the head channels and the class rows, for contiguous and channels-last-strided outputs,
+    and its gradient lands exactly where slicing would put it (repeated rows add up)."""
+    B, A, N, H, W = 2, 3, 4, 3, 2
+    contiguous = torch.randn(B, A, 5 + N, H, W, generator=generator)
+    # What a channels_last conv output viewed as [B, A, 5+N, H, W] looks like: non-contiguous strides.
+    strided = contiguous.reshape(B, A * (5 + N), H, W).contiguous(memory_format=torch.channels_last)
+    strided = strided.view(B, A, 5 + N, H, W)
+    assert not strided.is_contiguous()
+    rows = torch.tensor([0, 7, 7, B * A * H * W - 1])            # flat (image, anchor, row, column), one repeated
+    b, a = rows // (A * H * W), rows // (H * W) % A
+    j, i = rows // W % H, rows % W
+    weights = torch.randn(B, A, 5, H, W, generator=generator), torch.randn(len(rows), N, generator=generator)
+    for raw in (contiguous, strided):
+        raw = raw.clone().requires_grad_() if raw.is_contiguous() else raw.detach().requires_grad_()
+        head, class_logits = gather_outputs(raw, rows)
+        torch.testing.assert_close(head, raw[:, :, :5], rtol=0, atol=0)
+        torch.testing.assert_close(class_logits, raw[b, a, 5:, j, i], rtol=0, atol=0)
+        grad, = torch.autograd.grad((head * weights[0]).sum() + (class_logits * weights[1]).sum(), raw)
+        expected, = torch.autograd.grad((raw[:, :, :5] * weights[0]).sum() + (raw[b, a, 5:, j, i] * weights[1]).sum(),
+                                        raw)
+        torch.testing.assert_close(grad, expected)
+
+
+def test_channels_last_output_gives_the_same_loss(tiny_tree):
+    raw = random_raw(tiny_tree.num_nodes, 3, 3, seed=11)
+    batch = make_batch(raw, tiny_tree.num_nodes, list(range(tiny_tree.num_nodes)), torch.Generator().manual_seed(4))
+    B, A, C, H, W = raw.shape
+    strided = raw.reshape(B, A * C, H, W).contiguous(memory_format=torch.channels_last).view(B, A, C, H, W)
+    loss = RegionLoss(ANCHORS, LossConfig(), tree=tiny_tree, stride=STRIDE)
+    raw, strided = raw.requires_grad_(), strided.detach().requires_grad_()
+    ours, theirs = loss(raw, batch), loss(strided, batch)
+    for name in TERMS:
+        torch.testing.assert_close(ours[name], theirs[name], msg=name)
+    grad, = torch.autograd.grad(loss.total(ours), raw)
+    grad_strided, = torch.autograd.grad(loss.total(theirs), strided)
+    torch.testing.assert_close(grad, grad_strided)

@@ -149,23 +149,26 @@ def label_log_prob(class_logits: Tensor, labels: Tensor, tree: WordTree | None) 
     """log P(label) at every prediction: the absolute tree probability, or the flat softmax probability.
 
     For a tree this is -tree_nll with the image's label at every prediction: tree_nll reads only the logits of
-    the groups on the label's root path (about 2 % of a 9k row), far cheaper than a full grouped softmax.
+    the groups on the label's root path (about 2 % of a 9k row), far cheaper than a full grouped softmax, and it
+    skips rows labelled -1 entirely. The logits may be any strided view (e.g. a permuted slice of the raw output):
+    nothing here copies them whole.
 
     Args:
-        class_logits: Float[B, P, N] logits of P predictions per image.
+        class_logits: Float[B, ..., N] logits of every prediction of each image (any leading dims after B).
         labels: Long[B] one label per image; -1 (no label) gives 0.
         tree: the WordTree of the N nodes, or None for flat classes.
     Returns:
-        Float[B, P] float32.
+        Float[B, ...] float32.
     """
-    B, P, N = class_logits.shape
+    lead = class_logits.shape[:-1]
+    per_row = labels.view((-1,) + (1,) * (len(lead) - 1)).expand(lead)
     if tree is None:
         log_probs = F.log_softmax(class_logits.float(), dim=-1)
-        picked = log_probs.gather(2, labels.clamp(min=0).view(B, 1, 1).expand(B, P, 1)).squeeze(2)
-        return picked * (labels >= 0)[:, None]
+        picked = log_probs.gather(-1, per_row.clamp(min=0)[..., None]).squeeze(-1)
+        return picked * (per_row >= 0)
     from wordtree.ops import tree_nll
 
-    return -tree_nll(class_logits, labels[:, None].expand(B, P), tree).float()
+    return -tree_nll(class_logits, per_row, tree).float()
 
 
 @torch.no_grad()
@@ -179,7 +182,7 @@ def assign_classification(obj_logit: Tensor, class_logits: Tensor, labels: Tenso
 
     Args:
         obj_logit: Float[B, A, H, W] raw objectness logits.
-        class_logits: Float[B, A, H, W, N] raw class or tree-node logits.
+        class_logits: Float[B, A, H, W, N] raw class or tree-node logits (any strides; never copied whole).
         labels: Long[B] the image's label (tree node or class), -1 for none.
         is_classification: Bool[B].
         tree: WordTree for tree models (tensors on the logits' device), None for flat classes.
@@ -191,8 +194,7 @@ def assign_classification(obj_logit: Tensor, class_logits: Tensor, labels: Tenso
     active = is_classification.to(obj_logit.device) & (labels >= 0)
     # Only active images need P(label); -1 lets tree_nll skip the others entirely.
     labels = torch.where(active, labels, torch.full_like(labels, -1))
-    score = F.logsigmoid(obj_logit.float()).view(B, A * H * W)
-    score = score + label_log_prob(class_logits.reshape(B, A * H * W, N), labels, tree)
-    pred_index = score.argmax(1)
+    score = F.logsigmoid(obj_logit.float()) + label_log_prob(class_logits, labels, tree)
+    pred_index = score.view(B, A * H * W).argmax(1)
     chosen = F.one_hot(pred_index, A * H * W).bool() & active[:, None]
     return ClassificationAssignment(active=active, pred_index=pred_index, chosen=chosen.view(B, A, H, W))

@@ -53,6 +53,35 @@ def weighted_total(terms: dict[str, Tensor], cfg: LossConfig) -> Tensor:
     return sum(weights[name] * terms[name] for name in TERMS)
 
 
+def gather_outputs(raw: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """The box and objectness channels of every prediction, and the class logits of a few, in ONE gather.
+
+    These are the only elements of the raw output that get a gradient. Slicing them out piece by piece would make
+    autograd build one dense raw-sized gradient per piece and sum them (150 MB each for YOLO9000 at 416x416,
+    batch 8, which cost more than the rest of the loss); `take` builds one, writing the few gathered gradients
+    into it with accumulation (rows may repeat).
+
+    Args:
+        raw: Float[B, A, 5+N, H, W] network output, any strides.
+        rows: Long[K] predictions as flat indices into B*A*H*W (image, then anchor, row, column).
+    Returns:
+        head: Float[B, A, 5, H, W] tx, ty, tw, th, objectness logit of every prediction.
+        class_logits: Float[K, N] the class (tree-node) logits of the K rows. Both in raw's dtype.
+    """
+    B, A, C, H, W = raw.shape
+    cells = H * W
+    device = raw.device
+    # `take` indexes raw in logical row-major order whatever its strides: (((b*A + a)*C + c)*H + h)*W + w.
+    plane = torch.arange(B * A, device=device) * (C * cells)
+    head_index = (plane[:, None] + torch.arange(5 * cells, device=device)).flatten()   # channels 0..4 of (b, a)
+    image_anchor, cell = rows.div(cells, rounding_mode="floor"), rows.remainder(cells)
+    class_index = ((image_anchor * (C * cells) + cell)[:, None]
+                   + torch.arange(5, C, device=device) * cells).flatten()
+    values = raw.take(torch.cat((head_index, class_index)))
+    head, class_logits = values.split((head_index.numel(), class_index.numel()))
+    return head.view(B, A, 5, H, W), class_logits.view(rows.numel(), C - 5)
+
+
 class RegionLoss(nn.Module):
     """Region loss over a mixed batch of detection and classification images.
 
@@ -123,9 +152,10 @@ class RegionLoss(nn.Module):
                              f"{5 + self.num_classes}, H, W] for {A} anchors and {self.num_classes} classes")
         if len(batch) != raw.shape[0]:
             raise ValueError(f"RegionLoss: batch has {len(batch)} images but the output has {raw.shape[0]}")
-        # Under autocast the network output is bf16/fp16; squared errors and log-softmax need float32.
+        # Under autocast the network output is bf16/fp16; squared errors and log-softmax need float32. Only the
+        # gathered elements are converted (gather_outputs): converting all of `raw` would copy it whole.
         with torch.autocast(raw.device.type, enabled=False):
-            return self._forward(raw.float(), batch, seen)
+            return self._forward(raw, batch, seen)
 
     def _forward(self, raw: Tensor, batch: Batch, seen: int) -> dict[str, Tensor]:
         cfg = self.cfg
@@ -133,21 +163,30 @@ class RegionLoss(nn.Module):
         P = A * H * W
         device = raw.device
         tree = self._tree_on(device)
-        pred = decode(raw, self.anchors, self.stride)
         is_det = batch.is_detection.to(device)
         labels = batch.labels.to(device)
-
-        det = assign_detection(batch.boxes, labels, is_det, pred.boxes.detach(), self.anchors, self.stride,
-                               cfg.ignore_iou, cfg.max_boxes)
         first_label = labels[:, 0] if labels.shape[1] else torch.full((B,), -1, dtype=torch.long, device=device)
-        cls_img = assign_classification(pred.obj_logit.detach(), pred.class_logits.detach(), first_label, ~is_det,
-                                        tree)
+
+        with torch.no_grad():
+            # Assignment looks at the current predictions: boxes and objectness of all, class logits through a
+            # permuted view (tree_nll reads only the label's path groups, so nothing is copied whole).
+            current = decode(raw.detach()[:, :, :5].float(), self.anchors, self.stride)
+            det = assign_detection(batch.boxes, labels, is_det, current.boxes, self.anchors, self.stride,
+                                   cfg.ignore_iou, cfg.max_boxes)
+            class_view = raw.detach()[:, :, 5:].permute(0, 1, 3, 4, 2)
+            cls_img = assign_classification(current.obj_logit, class_view, first_label, ~is_det, tree)
+        T = det.pred_index.shape[1]
+        image_start = torch.arange(B, device=device) * P
+        rows = torch.cat(((image_start[:, None] + det.pred_index).flatten(), image_start + cls_img.pred_index))
+        head, class_rows = gather_outputs(raw, rows)
+        pred = decode(head.float(), self.anchors, self.stride)
+        class_rows = class_rows.float()
+        det_logits = class_rows[:B * T].view(B, T, -1)
+        chosen_logits = class_rows[B * T:]
 
         xy = pred.xy.reshape(B, P, 2)
         twh = pred.twh.reshape(B, P, 2)
         obj = pred.objectness.reshape(B, P)
-        logits = pred.class_logits.reshape(B, P, -1)
-        T = det.pred_index.shape[1]
         winner = det.winner.float()
 
         # Detection truths, gathered at their predictions: [B, T, ...].
@@ -159,7 +198,7 @@ class RegionLoss(nn.Module):
         obj_target = det.iou if cfg.rescore else torch.ones_like(det.iou)
         obj_term = (0.5 * (obj_matched - obj_target) ** 2 * winner).sum()
         det_labels = torch.where(det.winner, labels, torch.full_like(labels, -1))
-        det_nll = self._class_nll(logits.gather(1, idx[..., None].expand(B, T, logits.shape[-1])), det_labels, tree)
+        det_nll = self._class_nll(det_logits, det_labels, tree)
 
         # Classification images, at the chosen prediction: [B, ...].
         chosen_obj = obj.gather(1, cls_img.pred_index[:, None]).squeeze(1)
@@ -168,7 +207,6 @@ class RegionLoss(nn.Module):
             shortfall = (cfg.classification_min_iou - chosen_obj).clamp(min=0)
             obj_term = obj_term + (0.5 * shortfall ** 2 * cls_img.active).sum()
         cls_labels = torch.where(cls_img.active, first_label, torch.full_like(first_label, -1))
-        chosen_logits = logits.gather(1, cls_img.pred_index[:, None, None].expand(B, 1, logits.shape[-1])).squeeze(1)
         cls_nll = self._class_nll(chosen_logits, cls_labels, tree)
 
         positive = det.positive.view(B, P)
@@ -179,7 +217,7 @@ class RegionLoss(nn.Module):
             prior_mask = is_det[:, None] & ~positive
             prior = (0.5 * (((xy - 0.5) ** 2).sum(-1) + (twh ** 2).sum(-1)) * prior_mask).sum()
         else:
-            prior = raw.new_zeros(())
+            prior = xy.new_zeros(())
 
         terms = {"coord": coord.sum() / B, "obj": obj_term / B, "noobj": noobj / B, "prior": prior / B,
                  "cls": (det_nll.sum() + cls_nll.sum()) / B}
