@@ -108,3 +108,67 @@ def test_depth_accuracy_matches_loop(tiny_tree, generator):
         assert got[d].item() == pytest.approx(hits / total)
     ref = sum(p in tiny_tree.path(t) for p, t in zip(decided.tolist(), labels.tolist())) / 200
     assert ancestor_rate(decided, labels, tiny_tree) == pytest.approx(ref)
+
+
+# ----------------------------------------------------------------------------------- engine-level: a model on files
+class _Oracle(torch.nn.Module):
+    """A flat 2-class 'detector' with one confident box per image: exactly on the truth [8, 8, 40, 40] for a bright
+    image (objectness .9), in the opposite corner (IoU 0) for a dark one (objectness .8). One anchor of 1x1 cells."""
+
+    stride = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("anchors", torch.tensor([[1.0, 1.0]]))
+        self.num_classes = 2
+        self.unused = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        B, H, W = x.shape[0], x.shape[-2] // 32, x.shape[-1] // 32
+        raw = torch.zeros(B, 1, 7, H, W)
+        raw[:, 0, 4] = -20.0                                   # no object anywhere ...
+        raw[:, 0, 5] = 10.0                                    # ... and every box is class 0 if anything
+        bright = x.mean(dim=(1, 2, 3)) > 0.5
+        logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+        for b in range(B):
+            cell = 0 if bright[b] else 1                       # centre (.75 + cell) * 32 px: 24 px or 56 px
+            raw[b, 0, 0:2, cell, cell] = logit(0.75)
+            raw[b, 0, 4, cell, cell] = logit(0.9 if bright[b] else 0.8)
+        return raw
+
+
+def test_evaluate_detection_on_files_matches_hand_computed_ap(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from yolo9000.config import load_config
+    from yolo9000.evaluate import evaluate_detection
+
+    (tmp_path / "images").mkdir()
+    for name, value in (("bright.png", 255), ("dark.png", 0)):
+        Image.fromarray(np.full((64, 64, 3), value, dtype=np.uint8)).save(tmp_path / "images" / name)
+    gt = {"images": [{"id": 1, "file_name": "bright.png", "width": 64, "height": 64},
+                     {"id": 2, "file_name": "dark.png", "width": 64, "height": 64}],
+          "annotations": [{"id": i, "image_id": i, "category_id": 7, "bbox": [8, 8, 32, 32], "area": 1024,
+                           "iscrowd": 0} for i in (1, 2)],
+          "categories": [{"id": 7, "name": "thing"}, {"id": 9, "name": "other"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "d.yaml").write_text("splits:\n  eval:\n    detection: {format: coco, annotations: gt.json, "
+                                     "images: images}\n")
+    cfg = load_config(None, ["model.num_classes=2", "data.eval_size=64", "data.workers=0"])
+    result = evaluate_detection(_Oracle(), cfg, tmp_path / "d.yaml", "eval")
+    # Category 7: the .9 box is a hit (IoU 1 at every threshold), the .8 box a miss; 2 truths. Precision 1 up to
+    # recall .5, no recall beyond: COCO's 101-point AP = 51/101 at every IoU threshold. Category 9 has no truth.
+    assert result["per_class"][7]["ap50"] == pytest.approx(51 / 101)
+    assert result["per_class"][7]["ap"] == pytest.approx(51 / 101)
+    assert result["per_class"][7]["num_gt"] == 2 and math.isnan(result["per_class"][9]["ap50"])
+    assert result["map50"] == pytest.approx(51 / 101) and result["images"] == 2
+    assert result["detections"] == 2                        # class-1 scores (~.9 * e^-10) fall under .005
+    # Evaluating category 9 through class 0 instead: it has no truth, so the mean is category 7's alone.
+    again = evaluate_detection(_Oracle(), cfg, tmp_path / "d.yaml", "eval", categories={7: 0, 9: 0},
+                               groups={"mine": [7]})
+    assert again["groups"]["mine"]["map50"] == pytest.approx(51 / 101)
+    with pytest.raises(ValueError, match="category id 5 is not in the ground truth"):
+        evaluate_detection(_Oracle(), cfg, tmp_path / "d.yaml", "eval", categories={5: 0})

@@ -125,8 +125,9 @@ def topk_accuracy(abs_probs: Tensor, labels: Tensor, tree: WordTree | None = Non
     elif tree is not None:
         mask = tree.is_leaf
     scores = abs_probs if mask is None else abs_probs.masked_fill(~mask.to(abs_probs.device), float("-inf"))
-    top = scores.topk(min(max(ks), scores.shape[-1]), dim=-1).indices
-    hit = top == labels[:, None]
+    values, top = scores.topk(min(max(ks), scores.shape[-1]), dim=-1)
+    # With fewer candidates than k, topk pads with masked (-inf) nodes: those are never a hit.
+    hit = (top == labels[:, None]) & (values > float("-inf"))
     return {k: float(hit[:, :k].any(dim=1).float().mean()) if len(labels) else math.nan for k in ks}
 
 
@@ -226,3 +227,251 @@ def coco_detections(boxes: Tensor, scores: Tensor, category_ids: Sequence[int], 
     ids = image_ids[b_idx[keep]].tolist()
     return [{"image_id": i, "category_id": c, "bbox": [round(v, 2) for v in box], "score": s}
             for i, c, box, s in zip(ids, cats, xywh, cand_scores[keep].tolist())]
+
+
+# ----------------------------------------------------------------------------------------------- running a model
+# The functions below run a network over a dataset split and score it with the metrics above. They accept the
+# model the engine trains (or a DDP wrapper), a Config (tree, data settings, amp) and a dataset descriptor.
+
+def _descriptor(descriptor: Any, overrides: Sequence[str] | None = None) -> Any:
+    from yolo9000.data.descriptor import DatasetDescriptor, load_descriptor
+    return descriptor if isinstance(descriptor, DatasetDescriptor) else load_descriptor(descriptor, overrides)
+
+
+def _model_device(model: torch.nn.Module, device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _forward(model: torch.nn.Module, images: Tensor, cfg: Any, device: torch.device) -> Tensor:
+    from yolo9000.engine import autocast
+    images = images.to(device, non_blocking=True)
+    if cfg.train.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(device, cfg.train.amp if device.type == "cuda" or cfg.train.amp != "fp16" else "off"):
+        return model(images).float()
+
+
+def detection_ground_truth(descriptor: Any, split: str, tree: WordTree | None
+                           ) -> tuple[COCO, dict[int, int], dict[int, str]]:
+    """The split's boxes as COCO ground truth, each category's label node, and category names.
+
+    A single COCO source is used as is (its own category ids, crowd regions and all), with categories mapped to
+    tree nodes as training maps them: the source's class map, else category names that are wnids of the tree
+    (flat models: category order). Other formats (VOC, darknet lists, packs) become a COCO dict whose category ids
+    are the label indices themselves.
+
+    Returns:
+        (COCO ground truth, {category id: label node}, {category id: name}); unmapped categories are absent from
+        the node map.
+    """
+    from yolo9000.data.coco import load_coco
+    from yolo9000.data.descriptor import build_detection
+    from yolo9000.data.images import image_size
+    from yolo9000.data.labels import category_labels
+
+    specs = descriptor.split(split).detection
+    if not specs:
+        raise ValueError(f"{descriptor.source}: split {split!r} has no detection images to evaluate on")
+    if len(specs) == 1 and specs[0].format == "coco":
+        coco = load_coco(specs[0].annotations)
+        categories = [(c["id"], c["name"]) for c in sorted(coco.dataset.get("categories", []), key=lambda c: c["id"])]
+        return coco, category_labels(categories, tree, specs[0].class_map), dict(categories)
+    source = build_detection(descriptor, split, tree)
+    images, annotations, labels = [], [], set()
+    for record in source.records:
+        height, width = record.orig_size or image_size(record.file)
+        images.append({"id": record.image_id, "width": width, "height": height, "file_name": record.file})
+        for box, label in zip(record.boxes.tolist(), record.labels.tolist()):
+            w, h = box[2] - box[0], box[3] - box[1]
+            annotations.append({"id": len(annotations) + 1, "image_id": record.image_id, "category_id": label,
+                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+            labels.add(label)
+    names = {k: (tree.names[k] if tree is not None else f"class {k}") for k in sorted(labels)}
+    gt = _as_coco({"images": images, "annotations": annotations,
+                   "categories": [{"id": k, "name": n} for k, n in names.items()]})
+    return gt, {k: k for k in names}, names
+
+
+def detection_labels(descriptor: Any, split: str, tree: WordTree | None) -> set[int]:
+    """Label nodes that have boxes in `split` (the classes "with detection data" of the paper's protocol)."""
+    from yolo9000.data.descriptor import build_detection
+    source = build_detection(descriptor, split, tree)
+    if source is None:
+        return set()
+    return {label for record in source.records for label in record.labels.tolist()}
+
+
+@torch.no_grad()
+def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split: str = "eval", *,
+                       categories: Mapping[int, int] | None = None, size: int | None = None,
+                       groups: Mapping[str, Sequence[int]] | None = None, train_split: str | None = None,
+                       batch_size: int = 8, conf_threshold: float = 0.005, nms_iou: float = 0.45,
+                       device: torch.device | str | None = None, progress: bool = False,
+                       dataset_overrides: Sequence[str] | None = None) -> dict[str, Any]:
+    """COCO mAP of a detector on a dataset split, through the real COCOeval (darknet's validation scoring).
+
+    Every box is scored for every evaluated category k as objectness * P(node_k) (`category_scores`: absolute tree
+    probability for tree models, softmax for flat ones), then per-category NMS and the top 100 per image.
+
+    Args:
+        model: a YOLOv2 / YOLO9000 detector (or its DDP wrapper); put in eval mode here.
+        cfg: the Config it was built from (tree, eval size, amp, channels_last).
+        descriptor: a DatasetDescriptor or the path of a datasets/*.yaml.
+        split: the split whose detection images are evaluated.
+        categories: {category id: tree node (or flat class)} to evaluate, overriding the default mapping (the
+            eval source's class map, or category names that are wnids of the tree).
+        size: square input size (default cfg.data.eval_size).
+        groups: {group name: [category ids]} for split means (e.g. coarse vs fine classes).
+        train_split: the paper's YOLO9000 protocol: group categories into "detection" (their node has boxes in
+            this split's detection data) and "classification_only" (it has none).
+        batch_size, conf_threshold, nms_iou: evaluation settings (darknet: threshold .005, NMS .45).
+        device: where to run (default: the model's device).
+        progress: show a tqdm bar.
+        dataset_overrides: `key=value` edits of the descriptor when a path is given.
+    Returns:
+        {"map": mAP@[.5:.95], "map50": mAP@.5, "images": evaluated images, "detections": kept boxes,
+         "size": input size, "split": split,
+         "per_class": {category id: {"name", "node", "wnid", "ap", "ap50", "num_gt"}},
+         "groups": {name: {"map", "map50", "categories": [ids]}} (when groups or train_split are given),
+         "unmapped": [category names without a node]}.
+    """
+    from yolo9000.data.loader import build_eval_loader
+    from yolo9000.distributed import unwrap
+    from yolo9000.trees import load_tree
+
+    net = unwrap(model)
+    if not hasattr(net, "anchors"):
+        raise ValueError(f"evaluate_detection: {type(net).__name__} has no anchors (a classifier?); use "
+                         "evaluate_classification")
+    descriptor = _descriptor(descriptor, dataset_overrides)
+    tree = load_tree(cfg.model.tree)
+    device = _model_device(model, device)
+    size = size or cfg.data.eval_size
+    gt, mapping, names = detection_ground_truth(descriptor, split, tree)
+    if categories is not None:
+        unknown = sorted(set(categories) - set(names))
+        if unknown:
+            raise ValueError(f"evaluate_detection: category id {unknown[0]} is not in the ground truth of "
+                             f"{descriptor.source} split {split!r} (ids: {sorted(names)[:20]})")
+        mapping = {int(c): int(n) for c, n in categories.items()}
+    cat_ids = sorted(mapping)
+    if not cat_ids:
+        raise ValueError(f"evaluate_detection: no category of {descriptor.source} split {split!r} maps to a "
+                         "node of the model (give `categories`)")
+    nodes = torch.tensor([mapping[c] for c in cat_ids], device=device)
+    loader = build_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
+    was_training = model.training
+    model.eval()
+    anchors, stride = net.anchors, int(net.stride)
+    detections, image_ids = [], []
+    batches = loader
+    if progress:
+        from tqdm import tqdm
+        batches = tqdm(loader, desc=f"eval {split}", dynamic_ncols=True)
+    for batch in batches:
+        raw = _forward(model, batch.images, cfg, device)
+        boxes, scores = category_scores(raw, anchors, stride, tree, nodes)
+        detections += coco_detections(boxes, scores, cat_ids, batch.image_ids, batch.letterbox.to(device),
+                                      batch.orig_sizes.to(device), conf_threshold, nms_iou)
+        image_ids += batch.image_ids.tolist()
+    model.train(was_training)
+    metrics = coco_map(gt, detections, cat_ids, image_ids)
+    per_class = {}
+    for c in cat_ids:
+        node = mapping[c]
+        per_class[c] = {"name": names[c], "node": node, "wnid": tree.wnids[node] if tree is not None else None,
+                        "ap": metrics.per_class_ap[c], "ap50": metrics.per_class_ap50[c],
+                        "num_gt": len(gt.getAnnIds(imgIds=image_ids, catIds=[c], iscrowd=False))}
+    result: dict[str, Any] = {"map": metrics.map, "map50": metrics.map50, "images": len(image_ids),
+                              "detections": len(detections), "size": size, "split": split, "per_class": per_class,
+                              "unmapped": [names[c] for c in sorted(set(names) - set(mapping))]}
+    if train_split is not None:
+        with_boxes = detection_labels(descriptor, train_split, tree)
+        groups = {**(groups or {}),
+                  "detection": [c for c in cat_ids if mapping[c] in with_boxes],
+                  "classification_only": [c for c in cat_ids if mapping[c] not in with_boxes]}
+    if groups:
+        ap, ap50 = split_map(metrics.per_class_ap, groups), split_map(metrics.per_class_ap50, groups)
+        result["groups"] = {g: {"map": ap[g], "map50": ap50[g], "categories": list(ids)} for g, ids in groups.items()}
+    return result
+
+
+def _image_logits(model: torch.nn.Module, raw: Tensor) -> Tensor:
+    """Per-image class logits Float[B, N]: a classifier's output, or a detector's prediction with the highest
+    objectness (the box the image's object most likely is)."""
+    if raw.ndim == 2:
+        return raw
+    from yolo9000.distributed import unwrap
+    net = unwrap(model)
+    dec = decode(raw, net.anchors, int(net.stride))
+    B = raw.shape[0]
+    best = dec.objectness.reshape(B, -1).argmax(dim=1)
+    logits = dec.class_logits.reshape(B, -1, dec.class_logits.shape[-1])
+    return logits[torch.arange(B, device=raw.device), best]
+
+
+@torch.no_grad()
+def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, split: str = "eval", *,
+                            size: int | None = None, leaves: Tensor | Sequence[str] | None = None,
+                            batch_size: int = 8, hier_threshold: float = 0.5,
+                            device: torch.device | str | None = None, progress: bool = False,
+                            dataset_overrides: Sequence[str] | None = None) -> dict[str, Any]:
+    """Top-1 / top-5 accuracy on the split's classification images, and, for tree models, accuracy per depth.
+
+    Tree models rank the tree's leaves (or the given leaf set, darknet's `change_leaves`) by absolute probability,
+    and make the paper's top-down decision (`wordtree.ops.decide`, threshold `hier_threshold`) for the per-depth
+    accuracy and the rate of decisions that are the truth or one of its ancestors. Detectors are scored at their
+    most confident prediction of each image.
+
+    Args:
+        leaves: node indices Long[L], or wnids, restricting the top-k candidates.
+    Returns:
+        {"images", "top1", "top5", "size", "split"} plus, for tree models, "depth_accuracy" (list, per depth) and
+        "ancestor_rate".
+    """
+    from yolo9000.data.loader import build_classification_eval_loader
+    from yolo9000.trees import load_tree
+
+    descriptor = _descriptor(descriptor, dataset_overrides)
+    tree = load_tree(cfg.model.tree)
+    device = _model_device(model, device)
+    size = size or cfg.data.eval_size
+    if leaves is not None and not isinstance(leaves, Tensor):
+        if tree is None:
+            raise ValueError("evaluate_classification: a leaf set of wnids needs a tree model")
+        missing = [w for w in leaves if w not in tree]
+        if missing:
+            raise ValueError(f"evaluate_classification: leaf wnid {missing[0]} is not in the tree")
+        leaves = torch.tensor([tree.index(w) for w in leaves])
+    loader = build_classification_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
+    was_training = model.training
+    model.eval()
+    probs, decided, labels = [], [], []
+    batches = loader
+    if progress:
+        from tqdm import tqdm
+        batches = tqdm(loader, desc=f"eval {split} (classification)", dynamic_ncols=True)
+    for batch in batches:
+        logits = _image_logits(model, _forward(model, batch.images, cfg, device))
+        if tree is None:
+            probs.append(logits.softmax(dim=-1).cpu())
+        else:
+            from wordtree.ops import absolute_probs, decide, grouped_log_softmax
+            log_cond = grouped_log_softmax(logits, tree)
+            probs.append(absolute_probs(log_cond, tree).cpu())
+            decided.append(decide(log_cond.exp(), tree, hier_threshold).node.cpu())
+        labels.append(batch.labels[:, 0])
+    model.train(was_training)
+    if not labels:
+        raise ValueError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
+    all_probs, all_labels = torch.cat(probs), torch.cat(labels)
+    top = topk_accuracy(all_probs, all_labels, tree, ks=(1, 5), leaves=leaves)
+    result: dict[str, Any] = {"images": len(all_labels), "top1": top[1], "top5": top[5], "size": size, "split": split}
+    if tree is not None:
+        nodes = torch.cat(decided)
+        result["depth_accuracy"] = depth_accuracy(nodes, all_labels, tree).tolist()
+        result["ancestor_rate"] = ancestor_rate(nodes, all_labels, tree)
+    return result
