@@ -31,6 +31,10 @@ predictions, darknet's "Avg Cat"), `diag/obj_pos` (mean objectness of owned pred
 objectness of every prediction of the detection images, darknet's "Avg Any"), `diag/obj_cls` (mean objectness at the
 chosen predictions of classification images) and `diag/boxes_dropped` (truths dropped by `max_boxes` or for a
 degenerate box; the training engine logs it). `weighted_total` ignores them.
+Cost: a YOLO9000 output is 150 MB (416x416, batch 8), so the loss never copies it whole. It reads the five box
+channels of every prediction, the class logits of the owned and chosen predictions (one `take`, hence one dense
+gradient) and, to choose the prediction of a classification image, only the logits of the groups on its label's
+path at every prediction. Under bf16 autocast only those elements are converted to float32.
 """
 from __future__ import annotations
 
@@ -180,9 +184,6 @@ class RegionLoss(nn.Module):
         rows = torch.cat(((image_start[:, None] + det.pred_index).flatten(), image_start + cls_img.pred_index))
         head, class_rows = gather_outputs(raw, rows)
         pred = decode(head.float(), self.anchors, self.stride)
-        class_rows = class_rows.float()
-        det_logits = class_rows[:B * T].view(B, T, -1)
-        chosen_logits = class_rows[B * T:]
 
         xy = pred.xy.reshape(B, P, 2)
         twh = pred.twh.reshape(B, P, 2)
@@ -197,8 +198,6 @@ class RegionLoss(nn.Module):
         obj_matched = obj.gather(1, idx)
         obj_target = det.iou if cfg.rescore else torch.ones_like(det.iou)
         obj_term = (0.5 * (obj_matched - obj_target) ** 2 * winner).sum()
-        det_labels = torch.where(det.winner, labels, torch.full_like(labels, -1))
-        det_nll = self._class_nll(det_logits, det_labels, tree)
 
         # Classification images, at the chosen prediction: [B, ...].
         chosen_obj = obj.gather(1, cls_img.pred_index[:, None]).squeeze(1)
@@ -206,8 +205,13 @@ class RegionLoss(nn.Module):
             # The paper assumes the chosen box overlaps the truth by >= min_iou: push objectness up to it, no further.
             shortfall = (cfg.classification_min_iou - chosen_obj).clamp(min=0)
             obj_term = obj_term + (0.5 * shortfall ** 2 * cls_img.active).sum()
+
+        # Class term of the owned predictions (winning truths) and the chosen ones, in one call: rows labelled -1
+        # (padding, losing truths, detection images' chosen slot) cost nothing and get no gradient.
+        det_labels = torch.where(det.winner, labels, torch.full_like(labels, -1))
         cls_labels = torch.where(cls_img.active, first_label, torch.full_like(first_label, -1))
-        cls_nll = self._class_nll(chosen_logits, cls_labels, tree)
+        nll = self._class_nll(class_rows.float(), torch.cat((det_labels.flatten(), cls_labels)), tree)
+        det_nll, cls_nll = nll[:B * T].view(B, T), nll[B * T:]
 
         positive = det.positive.view(B, P)
         noobj_mask = torch.where(is_det[:, None], ~(positive | det.ignore.view(B, P)), ~cls_img.chosen.view(B, P))
