@@ -34,7 +34,8 @@ def tiny_tree() -> WordTree:
 def _image(rng: np.random.Generator, size: int, boxes: list[tuple[list[int], str]]) -> Image.Image:
     pixels = rng.integers(60, 120, (size, size, 3), dtype=np.uint8)
     for (x1, y1, x2, y2), wnid in boxes:
-        pixels[y1:y2, x1:x2] = COLOURS[wnid]
+        # Unknown classes get a colour of their own, stable across runs (derived from the wnid's characters).
+        pixels[y1:y2, x1:x2] = COLOURS.get(wnid) or [sum(map(ord, wnid)) * k % 256 for k in (7, 13, 29)]
     return Image.fromarray(pixels)
 
 
