@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from engine_data import tiny_config, write_dataset
+from engine_data import REPO, tiny_config, write_dataset
 from yolo9000 import engine
 from yolo9000.checkpoint import load_checkpoint
 from yolo9000.config import ConfigError, load_config
@@ -162,3 +162,37 @@ def test_bad_settings_are_named(data, tmp_path):
     engine.train(tiny_config(data, ["train.max_steps=1"]), tmp_path / "d", log=_quiet)
     with pytest.raises(ConfigError, match="model.width: checkpoint 0.25, config 0.5"):
         engine.train(tiny_config(data, ["model.width=0.5"]), tmp_path / "d", resume=True, log=_quiet)
+
+
+def test_stage_configs_load_build_and_chain():
+    from yolo9000.data.descriptor import load_descriptor
+    from yolo9000.model import build_model
+
+    stages = sorted((REPO / "configs" / "stages").glob("*.yaml"))
+    assert len(stages) == 5
+    outs = {}
+    for path in stages:
+        cfg = load_config(path)                      # `base:` pulls in the model config
+        with torch.device("meta"):
+            model = build_model(cfg.model)
+        assert load_descriptor(cfg.data.dataset).splits, path.name
+        assert cfg.train.momentum == 0.9 and cfg.train.weight_decay == 0.0005
+        if cfg.train.init:                            # each stage starts from an earlier stage's run
+            assert cfg.train.init in outs.values(), path.name
+        outs[path.name] = f"{cfg.train.out}/last.pt"
+        if cfg.model.kind == "yolo9000":
+            assert model.num_classes == 9418 and cfg.data.cls_per_batch == 4 * cfg.data.det_per_batch
+    assert load_config(REPO / "configs" / "stages" / "1_darknet19_224.yaml").model.input_size == 224
+
+
+def test_config_base_merges_and_names_bad_bases(tmp_path):
+    (tmp_path / "m.yaml").write_text("model:\n  kind: yolo9000\n  num_classes: 7\ntrain:\n  lr: 0.5\n")
+    (tmp_path / "s.yaml").write_text("base: m.yaml\ntrain:\n  max_steps: 3\n")
+    cfg = load_config(tmp_path / "s.yaml", ["train.lr=0.25"])
+    assert (cfg.model.kind, cfg.model.num_classes, cfg.train.max_steps, cfg.train.lr) == ("yolo9000", 7, 3, 0.25)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "lost.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="lost.yaml: base file .*nowhere.yaml does not exist"):
+        load_config(tmp_path / "lost.yaml")
