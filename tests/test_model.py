@@ -168,3 +168,63 @@ def test_darknet_batchnorm_eval_uses_epsilon_on_std(generator):
 def test_bad_config_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         build_model(load_config("configs/tiny.yaml", [override]).model)
+
+
+# ------------------------------------------------------------------------------------------- yolo9000 info
+def test_info_command_ends_with_params_and_flops(capsys):
+    from yolo9000.cli import main
+    assert main(["info", "--config", "configs/tiny.yaml", "--size", "64", "--set", "model.num_classes=4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    model = build_model(load_config("configs/tiny.yaml", ["model.num_classes=4"]).model)
+    summary = summarize(model, 64)
+    assert lines[-2] == f"params: {sum(p.numel() for p in model.parameters())}"
+    assert lines[-1] == f"flops: {summary.flops}"
+    assert lines[-3] == "output: 1x3x9x2x2"
+    assert sum(" conv " in f" {line} " for line in lines) == 10  # one table row per convolution
+
+
+def test_info_from_darknet_cfg(capsys):
+    from yolo9000.cli import main
+    from yolo9000.reference import darknet_file
+    assert main(["info", "--cfg", str(darknet_file("yolov2.cfg")), "--size", "416"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-3:] == ["output: 1x5x85x13x13", "params: 50962889", "flops: 29464168448"]
+
+
+def test_info_errors_name_the_problem(capsys, tmp_path):
+    from yolo9000.cli import main
+    assert main(["info", "--config", "configs/tiny.yaml", "--set", "model.widht=1"]) == 2
+    assert "model.widht" in capsys.readouterr().err
+    assert main(["info", "--config", "configs/tiny.yaml", "--size", "100"]) == 2
+    assert "--size 100" in capsys.readouterr().err
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("[net]\nwidth=64\nheight=64\n[dropout]\nprobability=.5\n")
+    assert main(["info", "--cfg", str(bad)]) == 2
+    assert "bad.cfg:4: [dropout] layers are not supported" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ prepare_for_inference
+def test_prepare_for_inference_matches_eval_and_leaves_model_alone():
+    from yolo9000.model.inference import prepare_for_inference
+    torch.manual_seed(0)
+    model = build_model(load_config("configs/tiny.yaml").model)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, DarknetBatchNorm2d)):
+            bn.running_mean.normal_(0, 0.1)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            # A dead channel as trained darknet nets have them: var 0, tiny scale. Darknet's eps on the std gives
+            # it gain 1e-6 / 1e-6 = 1; PyTorch's sqrt(var + 1e-5) would give 3e-4, so folding must use darknet's.
+            bn.running_var[0], bn.weight[0] = 0.0, 1e-6
+            bn.bias.normal_(0, 0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prepared = prepare_for_inference(model)
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    assert not any(p.requires_grad for p in prepared.parameters())
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        expected = model.eval()(x)
+        got = prepared(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(prepare_for_inference(model, fold_bn=False)(x), expected, rtol=1e-4, atol=1e-5)
