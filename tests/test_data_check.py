@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
-
 from test_data_sources import coco_ann, write_coco, write_image
+
 from wordtree.io import write_darknet
 from yolo9000.cli import main as cli_main
 from yolo9000.data.check import check_dataset

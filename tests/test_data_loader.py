@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_data_sources import coco_ann, write_coco, write_image
+
 from yolo9000.config import DataConfig
 from yolo9000.data.collate import Batch, collate
 from yolo9000.data.descriptor import load_descriptor
 from yolo9000.data.images import decode_image
 from yolo9000.data.loader import build_eval_loader, build_train_loader
 
-SMALL = dict(det_per_batch=2, cls_per_batch=2, multiscale=(64,), eval_size=64, workers=0)
+SMALL = {"det_per_batch": 2, "cls_per_batch": 2, "multiscale": (64,), "eval_size": 64, "workers": 0}
 
 
 def test_collate_pads_boxes_and_labels_with_minus_one():

@@ -15,8 +15,8 @@ from PIL import Image
 
 from yolo9000.data.coco import CocoSource
 from yolo9000.data.darknet_list import DarknetListSource
-from yolo9000.data.images import load_image
 from yolo9000.data.imagenet import ImageNetSource
+from yolo9000.data.images import load_image
 from yolo9000.data.labels import ClassMapError, category_labels
 from yolo9000.data.voc import VocSource
 

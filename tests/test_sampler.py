@@ -81,7 +81,7 @@ def test_ddp_slices_disjoint_and_covering():
     streams = [batches(s) for s in per_rank]
     assert len({len(s) for s in streams}) == 1 and len(streams[0]) == 3  # 36 / (4 per rank x 3 ranks)
     for b in range(len(streams[0])):
-        cls = [set(item[0] for item in streams[r][b] if item[0] >= 9) for r in range(world)]
+        cls = [{item[0] for item in streams[r][b] if item[0] >= 9} for r in range(world)]
         assert not (cls[0] & cls[1] or cls[0] & cls[2] or cls[1] & cls[2])
         assert len({size for r in range(world) for _, size, *_ in streams[r][b]}) == 1  # all ranks agree on the size
     all_cls = sorted(i for s in streams for batch in s for i, *_ in batch if i >= 9)

@@ -11,9 +11,9 @@ Images are fully decoded the way training decodes them, so a file the check pass
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm

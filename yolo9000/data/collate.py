@@ -1,8 +1,8 @@
 """The `Batch` every training and evaluation step consumes, and the collate that builds it."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -37,11 +37,11 @@ class Batch:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
                                 for f in fields(self)})
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         return replace(self, **{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
 
 

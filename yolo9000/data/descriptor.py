@@ -13,7 +13,8 @@
 Formats: `coco` (annotations, images, class_map, include_crowd), `imagenet` (images = wnid folders, or list),
 `voc` (images = VOC root, image_set, class_map; or annotations = XML folder and images = image folder, as for
 ImageNet DET), `darknet` (list, class_map), `pack` (path of a `yolo9000 data pack` file; the part of the split's
-kind is read, and a pack built for another tree is refused). A `class_map` that is not found under root is looked up in the reference data (`coco9k.map`).
+kind is read, and a pack built for another tree is refused). A `class_map` that is not found under root is looked
+up in the reference data (`coco9k.map`).
 Overrides use dotted keys: `root=/data/coco`, `splits.train.detection.annotations=/x.json`, list entries by index
 (`splits.train.classification.0.images=/imagenet/train`). `${VAR}` expands environment variables;
 `${YOLO9000_HOME}` defaults to the data dir.
@@ -36,7 +37,7 @@ from wordtree.tree import WordTree
 from yolo9000.config import parse_overrides
 from yolo9000.data.images import image_size
 from yolo9000.data.source import ConcatSource, Source, resolve
-from yolo9000.reference import data_home, darknet_dir
+from yolo9000.reference import darknet_dir, data_home
 
 FORMATS = ("coco", "imagenet", "voc", "darknet", "pack")
 

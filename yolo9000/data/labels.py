@@ -9,8 +9,8 @@ Categories that map nowhere return no entry: sources skip them and report counts
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 

@@ -99,7 +99,7 @@ class SkipLog(Counter):
         if len(examples) < self.max_examples and file not in examples:
             examples.append(file)
 
-    def merge(self, other: Counter) -> "SkipLog":
+    def merge(self, other: Counter) -> SkipLog:
         for kind, count in other.items():
             self[kind] += count
             for file in getattr(other, "examples", {}).get(kind, []):

@@ -4,8 +4,9 @@ Training: darknet-style jitter (each side of the image moves in or out by up to 
 crop that may extend past the image, padded with gray), letterbox into the batch's square size, horizontal flip,
 and HSV jitter as darknet's `distort_image` does it (hue shift in [-hue, hue] of the colour circle; saturation and
 exposure scaled in HSV by a factor in [1, 1+s] or its inverse, darknet's `rand_scale`), fused into one pass because
-the photometric step was the loader's largest cost. Pixels are resized before they are jittered. Classification images get the same geometric and photometric
-jitter. Evaluation: letterbox only, recording (scale, pad_x, pad_y) so detections map back to the original image.
+the photometric step was the loader's largest cost; pixels are resized before they are jittered, and the letterbox
+bars are added after it. Classification images get the same geometric and photometric jitter. Evaluation:
+letterbox only, recording (scale, pad_x, pad_y) so detections map back to the original image.
 
 Boxes ride along as `tv_tensors.BoundingBoxes`, so every geometric step moves them with the pixels; afterwards they
 are clamped to the canvas and boxes narrower or shorter than `min_box_size` are dropped with their labels.
@@ -76,15 +77,20 @@ def letterbox(image: Tensor, boxes: tv_tensors.BoundingBoxes | None, size: int
         image [C, size, size], boxes moved with it, and (scale, pad_x, pad_y): input = original * scale + pad.
     """
     height, width = image.shape[-2:]
-    scale = size / max(height, width)
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
-    padding = [pad_x, pad_y, size - new_w - pad_x, size - new_h - pad_y]
+    new_h, new_w, padding = _letterbox_layout(height, width, size)
     image = F.pad(F.resize(image, [new_h, new_w], antialias=True), padding, fill=GRAY_FILL)
     if boxes is not None:
         boxes = F.pad(F.resize(boxes, [new_h, new_w]), padding)
     # The effective per-axis scale differs from `scale` by rounding; report the x one (the boxes use both exactly).
-    return image, boxes, (new_w / width, float(pad_x), float(pad_y))
+    return image, boxes, (new_w / width, float(padding[0]), float(padding[1]))
+
+
+def _letterbox_layout(height: int, width: int, size: int) -> tuple[int, int, list[int]]:
+    """(new_h, new_w, [left, top, right, bottom] padding) fitting height x width into size x size."""
+    scale = size / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    return new_h, new_w, [pad_x, pad_y, size - new_w - pad_x, size - new_h - pad_y]
 
 
 def _finish(image: Tensor, boxes: tv_tensors.BoundingBoxes | None, target: dict, min_box_size: float) -> dict:
@@ -145,14 +151,25 @@ class TrainTransform:
         crop = (max(0, top), max(0, left), height - top - bottom, width - left - right)
         image = F.crop(image, *crop)
         boxes = F.crop(boxes, *crop) if boxes is not None else None
-        image, boxes, _ = letterbox(image, boxes, size)
+        # Letterbox, flip and HSV as darknet orders them, but the gray bars are added last: the photometric
+        # jitter then runs on the picture only (a quarter fewer pixels for 4:3 photos) and the bars get the
+        # jittered gray, which is what jittering them would give.
+        new_h, new_w, padding = _letterbox_layout(*image.shape[-2:], size)
+        image = F.resize(image, [new_h, new_w], antialias=True)
+        boxes = F.resize(boxes, [new_h, new_w]) if boxes is not None else None
         if self.flip and float(torch.rand((), generator=generator)) < 0.5:
             image = F.horizontal_flip(image)
             boxes = F.horizontal_flip(boxes) if boxes is not None else None
+            padding = [padding[2], padding[1], padding[0], padding[3]]  # the flipped canvas mirrors the bars
         image = F.to_dtype(image, torch.float32, scale=True)
+        fill = GRAY_FILL / 255
         if self.hue or self.saturation or self.exposure:
-            image = hsv_jitter(image, _uniform(-self.hue, self.hue, generator),
-                               _rand_scale(self.saturation, generator), _rand_scale(self.exposure, generator))
+            hsv = (_uniform(-self.hue, self.hue, generator), _rand_scale(self.saturation, generator),
+                   _rand_scale(self.exposure, generator))
+            image = hsv_jitter(image, *hsv)
+            fill = float(hsv_jitter(torch.full((3, 1, 1), fill), *hsv)[0, 0, 0])
+        image = F.pad(image, padding, fill=fill)
+        boxes = F.pad(boxes, padding) if boxes is not None else None
         return image, _finish(image, boxes, target, self.min_box_size)
 
 
