@@ -83,14 +83,14 @@ def test_train_loader_skips_and_counts_missing_and_truncated_and_finishes_the_ep
 
 
 def test_train_loader_state_dict_resumes_mid_epoch(world):
-    def run(resume: dict | None, stop: int | None) -> tuple[list[torch.Tensor], dict]:
+    def run(resume: dict | None, stop: int | None) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], dict]:
         loader = build_train_loader(load_descriptor(world), None, DataConfig(**SMALL), seed=3, num_batches=6)
         loader.batch_sampler.set_epoch(1)
         if resume:
             loader.load_state_dict(resume)
         ids, state = [], {}
         for n, batch in enumerate(loader, 1):
-            ids.append(batch.image_ids)
+            ids.append((batch.image_ids, batch.images))
             if n == stop:
                 state = loader.state_dict()
                 break
@@ -101,8 +101,9 @@ def test_train_loader_state_dict_resumes_mid_epoch(world):
     assert state["epoch"] == 1 and state["position"] == 2
     rest, _ = run(state, None)
     assert len(first) + len(rest) == len(full)
-    for a, b in zip(first + rest, full):
-        assert torch.equal(a, b)
+    for (ids_a, images_a), (ids_b, images_b) in zip(first + rest, full):
+        assert torch.equal(ids_a, ids_b)
+        assert torch.equal(images_a, images_b)  # each sample's augmentation is seeded by the sampler, not the worker
 
 
 def test_eval_loader_letterboxes_in_dataset_order(world):

@@ -148,3 +148,16 @@ def test_bad_arguments_are_named():
         MixedBatchSampler(1, 1, 1, 1, mixing="random")
     with pytest.raises(ValueError, match="no images"):
         MixedBatchSampler(0, 0, 1, 1)
+
+
+def test_sample_seeds_depend_on_seed_epoch_batch_and_index_only():
+    sampler = MixedBatchSampler(20, 60, 2, 6, seed=7)
+    sampler.set_epoch(3)
+    full = batches(sampler)
+    seeds = [item[2] for batch in full for item in batch]
+    assert len(set(seeds)) == len(seeds)  # every sample of the epoch augments differently
+    resumed = MixedBatchSampler(20, 60, 2, 6, seed=7)
+    resumed.load_state_dict({"epoch": 3, "position": 5, "seed": 7})
+    assert batches(resumed) == full[5:]  # same indices, sizes and augmentation seeds after a resume
+    sampler.set_epoch(4)
+    assert not set(seeds) & {item[2] for batch in batches(sampler) for item in batch}

@@ -1,13 +1,14 @@
 """The joint-training batch stream (YOLO9000 section 4) with multi-scale sizes (YOLOv2 section 2).
 
 Indices address one concatenated dataset: detection images first (0..num_detection-1), then classification
-images. Each batch is a list of `(dataset_index, size)`; the size travels with every index so all loader workers
-resize a batch's images the same way.
+images. Each batch is a list of `(dataset_index, size, seed)`; the size travels with every index so all loader
+workers resize a batch's images the same way, and the seed (a function of seed, epoch, batch and index only) drives
+the sample's augmentation, so it does not depend on which worker or rank loads it or on a mid-epoch resume.
 
 * `mixing="quota"` (paper, our default): every batch holds `det_per_batch` detection and `cls_per_batch`
   classification images. Each part walks its own shuffled stream; the smaller one (COCO) cycles through fresh
-  permutations, i.e. it is oversampled, while an epoch covers the classification set once (ImageNet:COCO 4:1
-  per batch with the defaults 8:2).
+  permutations, i.e. it is oversampled, while an epoch covers the classification set once (the paper's
+  ImageNet:COCO 4:1 is e.g. det_per_batch=2, cls_per_batch=8).
 * `mixing="uniform"` (darknet's `load_data_detection`): every image drawn uniformly, with replacement, from the
   combined pool, so the mix per batch is only the pool's composition on average.
 * Multi-scale: every `period` batches a new square size is drawn from `sizes` (all ranks agree: the draw uses the
@@ -20,14 +21,15 @@ resize a batch's images the same way.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
 DEFAULT_SIZES = tuple(range(320, 609, 32))
-BatchIndices = list[tuple[int, int]]
+BatchIndices = list[tuple[int, int, int]]
 
 
 def _stream(count: int, length: int, generator: torch.Generator) -> Tensor:
@@ -131,8 +133,12 @@ class MixedBatchSampler(Sampler[BatchIndices]):
         indices = self.epoch_indices().tolist()
         sizes = self.batch_sizes().tolist()
         for b in range(self.start, self.num_batches):
-            yield [(i, sizes[b]) for i in indices[b]]
+            yield [(i, sizes[b], self.sample_seed(b, i)) for i in indices[b]]
         self.start = 0
+
+    def sample_seed(self, batch: int, index: int) -> int:
+        """Augmentation seed of dataset image `index` in `batch` of the current epoch (hash of ints: stable)."""
+        return hash((self.seed, self.epoch, batch, index)) & 0x7FFF_FFFF_FFFF_FFFF
 
     def __len__(self) -> int:
         return self.num_batches - self.start
