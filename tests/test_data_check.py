@@ -97,7 +97,7 @@ def bad_dataset(tmp_path: Path, tiny_tree) -> Path:
 
 EXPECTED_ERRORS = {"missing file": 2, "unreadable image": 2, "truncated image": 2, "box outside the image": 2,
                    "box with non-positive size": 2, "box with unknown category": 2, "duplicate image id": 2,
-                   "image with wnid not in the tree": 3, "file in more than one split": 11,
+                   "image with wnid not in the tree": 3, "training image also in another split": 11,
                    "image size differs from annotation": 2, "source cannot be read": 1}
 
 

@@ -2,8 +2,8 @@
 
 Two severities. Errors lose or corrupt training signal and make the exit code 1: missing files, unreadable or
 truncated images, boxes of non-positive size or outside the image, image sizes that disagree with the annotation,
-unknown categories or wnids, duplicate ids or files, a file in more than one split, a source that cannot be read at
-all. Informational kinds are handled on load and only reported: grayscale/CMYK/alpha/16-bit/palette images (loaded
+unknown categories or wnids, duplicate ids or files, a training image that is also in another split (evaluation
+leak; splits whose name starts with "train" are training splits), a source that cannot be read at all. Informational kinds are handled on load and only reported: grayscale/CMYK/alpha/16-bit/palette images (loaded
 as RGB, "converted"), EXIF rotation (turned upright), crowd and difficult boxes (left out by design).
 
 Images are fully decoded the way training decodes them, so a file the check passes is one training can read.
@@ -136,7 +136,7 @@ def check_dataset(descriptor: DatasetDescriptor, tree: WordTree | None, splits: 
     """
     report = CheckReport(str(descriptor.source))
     problems = report.problems
-    owner: dict[str, str] = {}
+    files_of: dict[str, set[str]] = {}
     for split in splits or list(descriptor.splits):
         spec = descriptor.split(split)
         for kind in ("detection", "classification"):
@@ -151,12 +151,15 @@ def check_dataset(descriptor: DatasetDescriptor, tree: WordTree | None, splits: 
                     problems.add("source cannot be read", f"{where}: {source.name} holds {source.kind} images")
                     continue
                 problems.merge(getattr(source, "skipped", SkipLog()))
-                for record in source.records:
-                    if owner.setdefault(record.file, split) != split:
-                        problems.add("file in more than one split", f"{record.file} ({owner[record.file]}, {split})")
+                files_of.setdefault(split, set()).update(r.file for r in source.records)
                 key = f"{split}/{kind}"
                 report.images[key] = report.images.get(key, 0) + len(source)
                 _scan(source, problems, workers, progress, f"check {where}")
+    # Evaluation splits may share images (e.g. fine and coarse labels of the same pictures); training may not.
+    for train in (s for s in files_of if s.startswith("train")):
+        for other in (s for s in files_of if s != train):
+            for file in sorted(files_of[train] & files_of[other]):
+                problems.add("training image also in another split", f"{file} ({train}, {other})")
     return report
 
 

@@ -161,7 +161,12 @@ def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> Dat
         raise DescriptorError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(data, dict):
         raise DescriptorError(f"{path}: expected a mapping")
-    for keys, value in _flatten_overrides(parse_overrides(overrides)):
+    try:
+        parsed = parse_overrides(overrides)
+    except yaml.YAMLError as err:
+        raise DescriptorError(f"--set: a value is not valid YAML ({getattr(err, 'problem', None) or err}) in "
+                              f"{', '.join(overrides or [])}") from None
+    for keys, value in _flatten_overrides(parsed):
         _set_dotted(data, keys, value, ".".join(keys))
     unknown = sorted(set(data) - {"name", "root", "tree", "splits"})
     if unknown:
