@@ -136,9 +136,10 @@ def _check_tree(f: h5py.File, tree: WordTree | None, path: Path) -> None:
     if tree is not None and "tree" in f:
         wnids = [w.decode() if isinstance(w, bytes) else w for w in f["tree/wnids"][:]]
         parents = f["tree/parents"][:].tolist()
+        theirs_rows = list(zip(wnids, parents))
         mine = list(zip(tree.wnids, tree.parent.tolist()))
-        first = next((i for i, (a, b) in enumerate(zip(zip(wnids, parents), mine)) if a != b), min(len(mine),
-                                                                                                  len(wnids)))
+        same = (a == b for a, b in zip(theirs_rows, mine))
+        first = next((i for i, equal in enumerate(same) if not equal), min(len(mine), len(wnids)))
         theirs = f"{wnids[first]} (parent {parents[first]})" if first < len(wnids) else "nothing"
         ours = f"{mine[first][0]} (parent {mine[first][1]})" if first < len(mine) else "nothing"
         detail = f"; first difference at node {first}: the pack has {theirs}, this tree has {ours}"
