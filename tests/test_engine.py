@@ -196,3 +196,15 @@ def test_config_base_merges_and_names_bad_bases(tmp_path):
     (tmp_path / "lost.yaml").write_text("base: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="lost.yaml: base file .*nowhere.yaml does not exist"):
         load_config(tmp_path / "lost.yaml")
+
+
+def test_bf16_autocast_and_channels_last_on_cpu(data, tmp_path):
+    messages = []
+    result = engine.train(tiny_config(data, ["train.amp=bf16", "train.channels_last=true", "train.max_steps=2"]),
+                          tmp_path / "bf16", log=messages.append)
+    assert result.steps == 2 and math.isfinite(result.scalars["loss"]) and result.scalars["loss/cls"] > 0
+    assert "amp bf16" in messages[0]
+    # Weights stay float32 (autocast computes in bf16, the optimizer updates float32 masters).
+    assert all(v.dtype in (torch.float32, torch.int64) for v in load_checkpoint(result.checkpoint)["model"].values())
+    expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
+    assert engine.resolve_amp(torch.device("cpu"), "auto") == expected

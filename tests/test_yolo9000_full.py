@@ -28,7 +28,8 @@ def full(tmp_path_factory):
     write_dataset(root, det_images=2, cls_per_class=1, eval_images=2, size=96, tree=tree,
                   detection_classes=[DOG, CAT, CAR], classification_classes=[HUSKY, TABBY, RACER])
     cfg = tiny_config(root, ["model.tree=9k", "data.multiscale=[320]", "data.eval_size=320", "data.det_per_batch=1",
-                             "data.cls_per_batch=1", "train.max_steps=1", "train.lr=0.0001"],
+                             "data.cls_per_batch=1", "train.max_steps=1", "train.lr=0.0001",
+                             "train.amp=auto"],
                       base=REPO / "configs" / "yolo9000.yaml")
     return root, cfg, tree
 

@@ -93,7 +93,7 @@ class TrainConfig:
     subdivisions: int = 1                 # gradient accumulation (darknet's subdivisions)
     clip_grad_norm: float | None = None
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 where the CPU/GPU has it, CUDA else fp16
     channels_last: bool = True
     seed: int = 0
     checkpoint_every: int = 200
@@ -135,6 +135,8 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {hint}")
     if origin is Literal:
+        if isinstance(value, bool) and ("on" if value else "off") in args:
+            value = "on" if value else "off"   # YAML 1.1 reads a bare `off` (e.g. amp: off) as false
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(a) for a in args)}")
         return value

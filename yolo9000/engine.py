@@ -81,12 +81,25 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """The autocast context of `train.amp` ("off", "bf16", "fp16") on `device`."""
-    if amp == "off":
-        return contextlib.nullcontext()
+def resolve_amp(device: torch.device, amp: str) -> str:
+    """`train.amp` for `device`: "auto" becomes "bf16" where the hardware computes in bf16 (CPUs with AVX512-BF16
+    or AMX: 2-4x faster convolutions here; GPUs since Ampere), "fp16" on older GPUs, "off" elsewhere."""
+    if amp == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
     if amp == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp=fp16 needs CUDA (fp16 with a GradScaler); use train.amp=bf16 on CPU")
+    if amp not in ("off", "bf16", "fp16"):
+        raise ConfigError(f"train.amp: {amp!r} is not one of 'auto', 'off', 'bf16', 'fp16'")
+    return amp
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """The autocast context of `train.amp` ("auto", "off", "bf16", "fp16") on `device`."""
+    amp = resolve_amp(device, amp)
+    if amp == "off":
+        return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
@@ -168,8 +181,8 @@ class _Trainer:
         if cfg.data.dataset is None:
             raise ConfigError("data.dataset: no dataset descriptor given (e.g. --set data.dataset=datasets/x.yaml)")
         self.device = info.device
-        autocast(self.device, tc.amp)  # validates train.amp for this device before anything heavy is built
-        self.autocast = lambda: autocast(self.device, tc.amp)
+        self.amp = resolve_amp(self.device, tc.amp)  # validated before anything heavy is built
+        self.autocast = lambda: autocast(self.device, self.amp)
 
         random.seed(tc.seed), np.random.seed(tc.seed % 2**32), torch.manual_seed(tc.seed)
         self.tree = load_tree(cfg.model.tree)
@@ -191,7 +204,7 @@ class _Trainer:
         self.total_steps = tc.max_steps if tc.max_steps is not None else (
             tc.epochs * self.sampler.num_batches // tc.subdivisions)
         self.scheduler = build_scheduler(self.optimizer, tc, self.total_steps)
-        self.scaler = torch.amp.GradScaler("cuda") if tc.amp == "fp16" else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
 
         self.step, self.seen, self.epoch = 0, 0, 0
         if resume:
@@ -418,7 +431,7 @@ class _Trainer:
         batch_images = (self.sampler.batch_size * tc.subdivisions * info.world_size)
         self.log(f"train: {self.cfg.model.kind} on {self.descriptor.name} ("
                  + ", ".join(f"{n} {k}" for k, n in self.counts.items()) + f" images), {self.total_steps} steps of "
-                 f"{batch_images} images, device {self.device}" + (f", amp {tc.amp}" if tc.amp != "off" else "")
+                 f"{batch_images} images, device {self.device}" + (f", amp {self.amp}" if self.amp != "off" else "")
                  + (f", {info.world_size} processes" if info.enabled else "") + f", run dir {self.run_dir}")
         from tqdm import tqdm
         self.bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True

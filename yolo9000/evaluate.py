@@ -250,7 +250,8 @@ def _forward(model: torch.nn.Module, images: Tensor, cfg: Any, device: torch.dev
     images = images.to(device, non_blocking=True)
     if cfg.train.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with autocast(device, cfg.train.amp if device.type == "cuda" or cfg.train.amp != "fp16" else "off"):
+    # The training precision, except fp16 off CUDA (a config trained on a GPU evaluated on a CPU).
+    with autocast(device, cfg.train.amp if device.type == "cuda" or cfg.train.amp != "fp16" else "auto"):
         return model(images).float()
 
 
