@@ -228,3 +228,18 @@ def test_prepare_for_inference_matches_eval_and_leaves_model_alone():
         got = prepared(x.contiguous(memory_format=torch.channels_last))
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(prepare_for_inference(model, fold_bn=False)(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_prepare_for_inference_bfloat16_keeps_anchors_float32():
+    from yolo9000.model.inference import prepare_for_inference
+    torch.manual_seed(0)
+    model = build_model(load_config("configs/tiny.yaml").model).eval()
+    prepared = prepare_for_inference(model, dtype=torch.bfloat16)
+    assert prepared.pred.weight.dtype == torch.bfloat16
+    assert prepared.anchors.dtype == torch.float32 and torch.equal(prepared.anchors, model.anchors)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        got = prepared(x.bfloat16().contiguous(memory_format=torch.channels_last)).float()
+    # bfloat16 keeps 8 significant bits: compare against the output's scale.
+    assert (got - expected).abs().max() <= 0.02 * expected.abs().max()

@@ -2,12 +2,13 @@
 
 The paper's distance is `d(box, centroid) = 1 - IoU(box, centroid)` with both boxes sharing a centre, so large
 boxes do not dominate the error as they do with Euclidean distance; `distance="euclidean"` is the comparison
-the paper makes. Seeding is k-means++ (each next seed drawn with probability proportional to d²), driven by a
+the paper makes. Seeding is greedy k-means++ (seeds drawn with probability proportional to d²), driven by a
 `torch.Generator`, so a seed fixes the result. Every step is a [T, K] tensor operation: tens of thousands of
 boxes cluster in milliseconds.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,7 +72,10 @@ def _distances(wh: Tensor, centroids: Tensor, distance: Distance) -> Tensor:
 
 
 def _seed_kmeans_pp(wh: Tensor, k: int, distance: Distance, generator: torch.Generator) -> Tensor:
-    """k-means++: the first centroid uniformly, each next one with probability proportional to d² to the nearest."""
+    """Greedy k-means++ (as scikit-learn): the first centroid uniformly; then, per step, 2 + log(k) candidates
+    drawn with probability proportional to d² to the nearest centroid, keeping the one that lowers the total d²
+    most. The greedy pick avoids most of plain k-means++'s bad seedings for the price of a few [T, L] products."""
+    trials = 2 + int(math.log(k))
     first = torch.randint(len(wh), (1,), generator=generator)
     centroids = wh[first]
     nearest = _distances(wh, centroids, distance)[:, 0]
@@ -79,9 +83,11 @@ def _seed_kmeans_pp(wh: Tensor, k: int, distance: Distance, generator: torch.Gen
         weights = nearest.square()
         if weights.sum() <= 0:  # every box already sits on a centroid: fewer distinct shapes than k
             weights = torch.ones_like(weights)
-        pick = torch.multinomial(weights, 1, generator=generator)
-        centroids = torch.cat([centroids, wh[pick]])
-        nearest = torch.minimum(nearest, _distances(wh, wh[pick], distance)[:, 0])
+        candidates = torch.multinomial(weights, trials, replacement=True, generator=generator)
+        closer = torch.minimum(nearest[:, None], _distances(wh, wh[candidates], distance))  # [T, L]
+        best = closer.square().sum(dim=0).argmin()
+        centroids = torch.cat([centroids, wh[candidates[best]][None]])
+        nearest = closer[:, best]
     return centroids
 
 
