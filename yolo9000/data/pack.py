@@ -63,7 +63,11 @@ def _describe_tree(digest: str, num_nodes: int) -> str:
 
 # ------------------------------------------------------------------------------------------------------ reading
 class PackSource(Source):
-    """One part of a pack as a `Source`; the h5 file is opened lazily in each process (DataLoader workers).
+    """One part of a pack as a `Source`; the file is opened lazily in each process (DataLoader workers).
+
+    The annotations are read once through h5py. Image bytes sit in one contiguous, uncompressed dataset whose file
+    offset HDF5 reports, so each image is a single positional read of the file: no HDF5 call per image, nothing
+    shared between processes, and on a network file system one request per image.
 
     Args:
         path: the `.h5` written by `yolo9000 data pack`.
@@ -97,33 +101,44 @@ class PackSource(Source):
             if kind not in f:
                 raise PackError(f"{self.path} holds no {kind} images (it has {', '.join(parts) or 'none'})")
             records, self._offsets = _read_part(f[kind], kind)
+            self._base = f[kind]["data"].id.get_offset()  # None only for an empty part (nothing to read)
             self.split = str(f.attrs["split"])
             self.descriptor = str(f.attrs["descriptor_path"])
-        self._handle: h5py.File | None = None
+        self._fd = -1
         self._pid = -1
         super().__init__(records, kind, f"{self.path}:{kind}")
 
-    def _data(self) -> h5py.Dataset:
-        # One handle per process: an HDF5 handle inherited through fork is not safe to share.
-        if self._handle is None or self._pid != os.getpid():
+    def _file(self) -> int:
+        # One descriptor per process: a DataLoader worker never reads through one inherited across fork.
+        if self._pid != os.getpid():
             try:
-                self._handle = h5py.File(self.path, "r")
+                self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
             except OSError as err:
-                raise ImageLoadError(f"{self.path}: cannot open pack ({err})", reason="missing") from None
-            self._pid = os.getpid()
-        return self._handle[self.kind]["data"]
+                raise ImageLoadError(f"{self.path}: cannot open pack ({err.strerror})", reason="missing") from None
+        return self._fd
 
     def read_bytes(self, index: int) -> bytes:
-        start, end = int(self._offsets[index]), int(self._offsets[index + 1])
-        return self._data()[start:end].tobytes()
+        start, size = int(self._offsets[index]), self.byte_size(index)
+        data = os.pread(self._file(), size, self._base + start) if size else b""
+        if len(data) != size:
+            raise ImageLoadError(f"{self.path}: {self.records[index].file} is cut short in the pack (file "
+                                 "truncated after packing?)", reason="truncated")
+        return data
 
     def byte_size(self, index: int) -> int:
         return int(self._offsets[index + 1] - self._offsets[index])
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_handle"], state["_pid"] = None, -1
+        state["_fd"], state["_pid"] = -1, -1
         return state
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_pid", -1) == os.getpid():
+                os.close(self._fd)
+        except (OSError, AttributeError, TypeError):  # already closed, or interpreter shutdown
+            pass
 
 
 def _check_tree(f: h5py.File, tree: WordTree | None, path: Path) -> None:
