@@ -23,7 +23,8 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Fill every parameter and BN buffer with distinct random values (fresh BN stats are all 0 / 1)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        stats = [t for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for t in (m.running_mean, m.running_var)]
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        stats = [t for m in norms for t in (m.running_mean, m.running_var)]
         for tensor in list(model.parameters()) + stats:
             tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
     return model

@@ -459,22 +459,25 @@ def read_weights_file(path: str | Path) -> tuple[tuple[int, int, int], int, np.n
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist")
-    data = path.read_bytes()
-    if not data:
+    total = path.stat().st_size
+    if total == 0:
         raise WeightsError(f"{path}: empty file (no darknet header)")
-    if len(data) < 12:
-        raise WeightsError(f"{path}: {len(data)} bytes, shorter than the 12-byte version header")
-    major, minor, revision = struct.unpack_from("<3i", data, 0)
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if total < 12:
+        raise WeightsError(f"{path}: {total} bytes, shorter than the 12-byte version header")
+    major, minor, revision = struct.unpack_from("<3i", head, 0)
     size = header_size(major, minor)
-    if len(data) < size:
-        raise WeightsError(f"{path}: {len(data)} bytes, shorter than the {size}-byte header of version "
+    if total < size:
+        raise WeightsError(f"{path}: {total} bytes, shorter than the {size}-byte header of version "
                            f"{major}.{minor}.{revision}")
-    seen = struct.unpack_from("<Q" if size == 20 else "<i", data, 12)[0]
-    body = len(data) - size
+    seen = struct.unpack_from("<Q" if size == 20 else "<i", head, 12)[0]
+    body = total - size
     if body % 4:
         raise WeightsError(f"{path}: {body} bytes after the header is not a whole number of float32 values "
                            "(truncated file?)")
-    return (major, minor, revision), int(seen), np.frombuffer(data, dtype="<f4", offset=size)
+    # np.fromfile gives a writable array straight from the file: one copy of a 200 MB network, not two.
+    return (major, minor, revision), int(seen), np.fromfile(path, dtype="<f4", offset=size)
 
 
 def _fit_message(path: Path, entries: list[ConvEntry], actual: int, what: str) -> str:
@@ -491,7 +494,7 @@ def _fit_message(path: Path, entries: list[ConvEntry], actual: int, what: str) -
 
 
 def _copy_into(entries: list[ConvEntry], values: np.ndarray) -> None:
-    flat = torch.from_numpy(values.copy())  # a writable copy; np.frombuffer over bytes is read-only
+    flat = torch.from_numpy(values)
     offset = 0
     with torch.no_grad():
         for entry in entries:
