@@ -71,8 +71,9 @@ def group_logsumexp(logits: Tensor, tree: WordTree) -> Tensor:
     shift = logits.detach().amax(dim=-1, keepdim=True)
     shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
     sums = logits.new_zeros(R, G).scatter_add(1, index, (logits - shift).exp())
-    lse = shift + sums.log()
     bad = (sums.detach() < _underflow_limit(logits.dtype)).any(dim=-1)
+    # Bad rows are recomputed below; log(1) keeps log(0)'s infinite derivative out of their backward (0 * inf).
+    lse = shift + torch.where(bad[:, None], torch.ones_like(sums), sums).log()
     if bool(bad.any()):
         rows = bad.nonzero().squeeze(1)
         x = logits[rows]
@@ -84,6 +85,76 @@ def group_logsumexp(logits: Tensor, tree: WordTree) -> Tensor:
     return lse
 
 
+# Rows per block of the CPU grouped softmax: about 1 MB of logits, so the several passes over a block stay in cache.
+_CPU_BLOCK_BYTES = 1 << 20
+
+
+def _rows_per_block(x: Tensor) -> int:
+    """All rows at once on accelerators; on CPU, blocks that fit in cache (see _GroupedLogSoftmax)."""
+    if x.device.type != "cpu":
+        return max(x.shape[0], 1)
+    return max(1, _CPU_BLOCK_BYTES // (x.shape[1] * x.element_size()))
+
+
+def _block_logsumexp(x: Tensor, index: Tensor, group: Tensor, num_groups: int) -> Tensor:
+    """Float[b, G] log-sum-exp per group of a block of rows, exact for any logits; no autograd.
+
+    exp(x) unshifted is exact whenever no group sum overflows or loses its largest term to subnormals, which the
+    sums themselves reveal; only a block where that fails pays for the per-group max shift.
+    """
+    sums = x.new_zeros(x.shape[0], num_groups).scatter_add_(1, index, x.exp())
+    if not bool(((sums < _underflow_limit(x.dtype)) | sums.isinf()).any()):
+        return sums.log_()
+    group_max = x.new_full(sums.shape, -torch.inf).scatter_reduce_(1, index, x, "amax")
+    group_max = torch.where(torch.isfinite(group_max), group_max, torch.zeros_like(group_max))
+    sums = x.new_zeros(sums.shape).scatter_add_(1, index, (x - group_max.index_select(1, group)).exp_())
+    return sums.log_().add_(group_max)
+
+
+class _GroupedLogSoftmax(torch.autograd.Function):
+    """Float[R, N] -> log-softmax per sibling group, with a hand-written backward.
+
+    Written as a Function for memory traffic: autograd through group_logsumexp keeps five R x N temporaries, each
+    a fresh allocation and a pass through main memory, where a flat log_softmax is one fused kernel. Here the only
+    R x N allocations are the output and the input gradient; on CPU the work runs in row blocks of about 1 MB, so
+    the exp / scatter_add / index_select / subtract passes of a block hit the cache (a tiling of rows, not a loop
+    over groups: the block count depends on R * N only). The backward is log-softmax's rule applied per group:
+    d x = g - softmax * (sum of g over the group).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, group: Tensor, num_groups: int, rows_per_block: int) -> Tensor:
+        R, N = x.shape
+        out = torch.empty((R, N), dtype=x.dtype, device=x.device)
+        index = group.expand(min(R, rows_per_block), N)
+        for start in range(0, R, rows_per_block):
+            block = x[start:start + rows_per_block]
+            rows = block.shape[0]
+            lse = _block_logsumexp(block, index[:rows], group, num_groups)
+            target = out[start:start + rows]
+            torch.index_select(lse, 1, group, out=target)
+            torch.sub(block, target, out=target)
+        ctx.save_for_backward(out, group)
+        ctx.num_groups, ctx.rows_per_block = num_groups, rows_per_block
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        out, group = ctx.saved_tensors
+        R, N = out.shape
+        step = ctx.rows_per_block
+        grad_in = torch.empty_like(out)
+        index = group.expand(min(R, step), N)
+        for start in range(0, R, step):
+            g = grad[start:start + step]
+            rows = g.shape[0]
+            group_grad = g.new_zeros(rows, ctx.num_groups).scatter_add_(1, index[:rows], g)
+            softmax_scaled = out[start:start + rows].exp().mul_(group_grad.index_select(1, group))
+            torch.sub(g, softmax_scaled, out=grad_in[start:start + rows])
+        return grad_in, None, None, None
+
+
 def grouped_log_softmax(logits: Tensor, tree: WordTree) -> Tensor:
     """log P(node | parent): one log-softmax per sibling group.
 
@@ -92,12 +163,11 @@ def grouped_log_softmax(logits: Tensor, tree: WordTree) -> Tensor:
         tree: the WordTree.
     Returns:
         Float[..., N] log conditional probabilities (float32 for bf16/half/float32 input, float64 for float64);
-        exp of each group sums to 1.
+        exp of each group sums to 1. Differentiable once (the backward is hand-written; no double backward).
     """
     _check_nodes(logits, tree, "grouped_log_softmax: logits")
     x = logits.to(_compute_dtype(logits.dtype)).reshape(-1, tree.num_nodes)
-    lse = group_logsumexp(x, tree)
-    out = x - lse.index_select(1, _on(tree.group, x.device))
+    out = _GroupedLogSoftmax.apply(x, _on(tree.group, x.device), tree.num_groups, _rows_per_block(x))
     return out.view(logits.shape)
 
 
@@ -199,14 +269,17 @@ def tree_nll(logits: Tensor, labels: Tensor, tree: WordTree) -> Tensor:
     column = offset[segment] + (torch.arange(total, device=device) - start[segment])                       # [T]
     row = segment.div(path.shape[1], rounding_mode="floor")                                                # [T]
     leading = tuple(where[row].unbind(1))
+    # One gather of just the path groups' logits: its backward is the only full-size gradient buffer.
     x = logits[leading + (column,)].to(dtype)           # [T] the logits of every path group, nothing else
     # Per-segment max as a constant shift keeps exp in range (groups are small, so this is exact and cheap).
     shift = x.detach().new_full((size.numel(),), -torch.inf).scatter_reduce(0, segment, x.detach(), "amax")
     shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
     sums = x.new_zeros(size.numel()).index_add(0, segment, (x - shift[segment]).exp())
     lse = torch.where(on_path.flatten(), shift + sums.log(), 0.0).view(path.shape)    # [K, D+1]
-    target = logits[tuple(where.unbind(1))].to(dtype).gather(1, node)                  # [K, D+1] path logits
-    row_loss = (lse - torch.where(on_path, target, 0.0)).sum(dim=1)                    # [K]
+    # The path node's own logit sits inside its group's segment of x, at start + (node - offset).
+    at = (start + node.flatten() - offset).clamp(0, max(total - 1, 0))
+    target = torch.where(on_path, x[at].view(path.shape), 0.0)                        # [K, D+1] path logits
+    row_loss = (lse - target).sum(dim=1)                                               # [K]
     return logits.new_zeros(labels.shape, dtype=dtype).index_put(tuple(where.unbind(1)), row_loss)
 
 

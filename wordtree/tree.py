@@ -99,8 +99,6 @@ class WordTree:
                 gparents.append(p)
             group[i] = len(offsets) - 1
             sizes[-1] += 1
-        if n and parents[0] != -1:
-            raise TreeError(f"{source} line 1: the first node must be a root (parent -1), got parent {parents[0]}")
         child_group = [-1] * n
         for g, p in enumerate(gparents):
             if p >= 0:
