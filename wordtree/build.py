@@ -63,6 +63,16 @@ class Overrides:
         return cls(dict(graft), tuple(exclude))
 
 
+# darknet's 4 hand edits to WordNet 3.0 in 9k.tree (wordtree_build.md, "edges vs WordNet"); also written out as
+# datasets/9k_overrides.yaml. Without them 7 stand-in targets have no hypernym path to physical_entity.
+DARKNET_9K_OVERRIDES = Overrides(graft={
+    "n09229709": "n03964744",  # bubble -> plaything (WordNet: bubble -> globule, under abstraction)
+    "n06791372": "n03183080",  # signal -> device (WordNet: signal -> communication)
+    "n06793231": "n06791372",  # sign -> signal (WordNet: sign -> communication)
+    "n06794110": "n06791372",  # street sign -> signal (WordNet: street sign -> sign)
+})
+
+
 @dataclass(frozen=True)
 class BuildResult:
     """What `build_tree` made.
