@@ -13,6 +13,10 @@ the winner's path does not overwrite; we drop the loser completely, which is the
 
 Classification images (`assign_classification`): the single prediction, over every cell and anchor, that maximises
 objectness x P(label), with P(label) the absolute probability (product of the conditionals on the label's root path).
+This is the paper's "we simply find the bounding box that predicts the highest probability for that class and we
+compute the loss on just its predicted tree", read as YOLO's class-specific confidence Pr(object) x Pr(class), as
+darknet computes it (`maxi` in `forward_region_layer`). What the loss then does there (class term on the label's
+path only; objectness pushed up to the paper's assumed .3 IoU, or darknet's zero gradient) is in `yolo9000.loss`.
 """
 from __future__ import annotations
 
