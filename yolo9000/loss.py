@@ -31,6 +31,7 @@ predictions, darknet's "Avg Cat"), `diag/obj_pos` (mean objectness of owned pred
 objectness of every prediction of the detection images, darknet's "Avg Any"), `diag/obj_cls` (mean objectness at the
 chosen predictions of classification images) and `diag/boxes_dropped` (truths dropped by `max_boxes` or for a
 degenerate box; the training engine logs it). `weighted_total` ignores them.
+
 Cost: a YOLO9000 output is 150 MB (416x416, batch 8), so the loss never copies it whole. It reads the five box
 channels of every prediction, the class logits of the owned and chosen predictions (one `take`, hence one dense
 gradient) and, to choose the prediction of a classification image, only the logits of the groups on its label's
