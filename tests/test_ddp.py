@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-
 from engine_data import REPO, tiny_config, write_config, write_dataset
+
 from yolo9000 import engine
 from yolo9000.checkpoint import load_checkpoint
 from yolo9000.logging import read_scalars
@@ -25,7 +25,7 @@ def test_two_gloo_processes_average_gradients_like_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "yolo9000.cli", "train", "--config", str(config), "--out", str(run)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("train: yolov2 on tiny") == 1 and "2 processes" in done.stdout   # rank 0 logs alone
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
-
 from engine_data import REPO, tiny_config, write_dataset
+
 from yolo9000 import engine
 from yolo9000.checkpoint import load_checkpoint
 from yolo9000.config import ConfigError, load_config
@@ -121,7 +121,7 @@ def test_classifier_stage_then_detector_from_its_trunk(data, tmp_path):
     # Stage 1: Darknet-19 (tiny) with the hierarchical softmax on the classification images only.
     cls_cfg = tiny_config(data, ["model.kind=darknet19", "train.max_steps=2"])
     stage1 = engine.train(cls_cfg, tmp_path / "cls", log=_quiet)
-    assert stage1.steps == 2 and set(k for k in stage1.scalars if k.startswith("loss/")) == {"loss/cls"}
+    assert stage1.steps == 2 and {k for k in stage1.scalars if k.startswith("loss/")} == {"loss/cls"}
     assert 0 < stage1.scalars["diag/cls_prob"] < 1
     # Stage 2: the detector starts from the classifier's trunk (auto: the whole model does not fit).
     messages = []

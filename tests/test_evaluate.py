@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from yolo9000.evaluate import (ancestor_rate, coco_detections, coco_map, depth_accuracy, split_map,
-                               topk_accuracy)
+from yolo9000.evaluate import ancestor_rate, coco_detections, coco_map, depth_accuracy, split_map, topk_accuracy
 
 
 def _gt() -> dict:
@@ -111,6 +110,10 @@ def test_depth_accuracy_matches_loop(tiny_tree, generator):
 
 
 # ----------------------------------------------------------------------------------- engine-level: a model on files
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
 class _Oracle(torch.nn.Module):
     """A flat 2-class 'detector' with one confident box per image: exactly on the truth [8, 8, 40, 40] for a bright
     image (objectness .9), in the opposite corner (IoU 0) for a dark one (objectness .8). One anchor of 1x1 cells."""
@@ -129,11 +132,10 @@ class _Oracle(torch.nn.Module):
         raw[:, 0, 4] = -20.0                                   # no object anywhere ...
         raw[:, 0, 5] = 10.0                                    # ... and every box is class 0 if anything
         bright = x.mean(dim=(1, 2, 3)) > 0.5
-        logit = lambda p: math.log(p / (1 - p))  # noqa: E731
         for b in range(B):
             cell = 0 if bright[b] else 1                       # centre (.75 + cell) * 32 px: 24 px or 56 px
-            raw[b, 0, 0:2, cell, cell] = logit(0.75)
-            raw[b, 0, 4, cell, cell] = logit(0.9 if bright[b] else 0.8)
+            raw[b, 0, 0:2, cell, cell] = _logit(0.75)
+            raw[b, 0, 4, cell, cell] = _logit(0.9 if bright[b] else 0.8)
         return raw
 
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 import torch
-
 from engine_data import REPO, tiny_config, write_config, write_dataset
+
 from yolo9000 import engine
 from yolo9000.checkpoint import load_checkpoint
 from yolo9000.logging import read_scalars
@@ -57,7 +57,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
                              log=lambda m: None)
     assert resumed.steps == reference.steps == end and resumed.seen == reference.seen
     got, want = read_scalars(run / "scalars.csv"), read_scalars(tmp_path / "reference" / "scalars.csv")
-    for name in [n for n in want if n.startswith("loss") or n.startswith("diag/")]:
+    for name in [n for n in want if n.startswith(("loss", "diag/"))]:
         after = [v for s, v in got[name] if s > saved]
         expected = [v for s, v in want[name] if s > saved]
         assert len(after) == 5, name

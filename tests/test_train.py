@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-
 from engine_data import REPO, write_config, write_dataset
+
 from yolo9000.checkpoint import load_checkpoint
 from yolo9000.cli import main
 from yolo9000.config import load_config

@@ -8,8 +8,8 @@ import math
 
 import pytest
 import torch
-
 from engine_data import REPO, tiny_config, write_dataset
+
 from yolo9000 import engine
 from yolo9000.criterion import build_criterion
 from yolo9000.data.descriptor import load_descriptor
@@ -35,7 +35,7 @@ def full(tmp_path_factory):
 
 
 def test_every_parameter_gets_a_finite_gradient(full):
-    root, cfg, tree = full
+    _, cfg, tree = full
     assert cfg.model.kind == "yolo9000" and tree.num_nodes == 9418
     torch.manual_seed(0)
     model = build_model(cfg.model)

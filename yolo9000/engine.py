@@ -26,24 +26,24 @@ Design points:
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 
 from yolo9000.checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
 from yolo9000.config import Config, ConfigError, save_config, to_dict
 from yolo9000.criterion import build_criterion, loss_term_names
 from yolo9000.data.collate import Batch
 from yolo9000.data.descriptor import DatasetDescriptor, load_descriptor
-from yolo9000.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed, unwrap, wrap_model
+from yolo9000.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed, wrap_model
 from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.logging import RunLogger
 from yolo9000.model import build_model
@@ -210,7 +210,6 @@ class _Trainer:
         if resume:
             self._resume()
         self.model.train()
-        self.frozen_bn = tc.freeze_bn
         for bn in batchnorm_modules(model) if tc.freeze_bn else []:
             bn.eval()
         # The NaN guard's device state (module docstring): a sticky flag, the first bad step with its terms and
@@ -241,7 +240,8 @@ class _Trainer:
                               "but the train split has none")
         if self.tree is None:
             _check_labels_fit(parts, cfg.model.num_classes, str(self.descriptor.source))
-        self.counts = {p.kind: len(p) for p in parts}
+        used = [p for p in parts if cfg.model.kind != "darknet19" or p.kind == "classification"]
+        self.counts = {p.kind: len(p) for p in used}
         return loader
 
     def _position(self) -> dict[str, Any]:
@@ -464,10 +464,11 @@ class _Trainer:
                     if info.enabled:
                         # Ranks must agree on stopping; they compare clocks only when they meet anyway (log steps).
                         over_time = log_now and self._any_rank(over_time)
-                    if log_now or checkpoint_now or over_time or self.step >= self.total_steps:
-                        if self._diverged():
-                            stop, message = self._stop_non_finite()
-                            break
+                    # The NaN flag is read (a host sync) only when something would be logged or saved.
+                    verify = log_now or checkpoint_now or over_time or self.step >= self.total_steps
+                    if verify and self._diverged():
+                        stop, message = self._stop_non_finite()
+                        break
                     if log_now:
                         self._log_scalars(now - interval_start, self._wait)
                         interval_start, self._wait = time.monotonic(), 0.0

@@ -69,8 +69,8 @@ def format_detection(result: dict[str, Any]) -> str:
 
 
 def format_classification(result: dict[str, Any]) -> str:
-    lines = [f"top-1 {100 * result['top1']:.2f}%   top-5 {100 * result['top5']:.2f}%   "
-             f"({result['images']} images at {result['size']} px)"]
+    lines = [(f"top-1 {100 * result['top1']:.2f}%   top-5 {100 * result['top5']:.2f}%   "
+              f"({result['images']} images at {result['size']} px)")]
     if "depth_accuracy" in result:
         depths = "  ".join(f"d{d}:{'-' if math.isnan(a) else f'{100 * a:.1f}'}"
                            for d, a in enumerate(result["depth_accuracy"]))
