@@ -66,7 +66,8 @@ def reference_loss(raw: torch.Tensor, batch: Batch, cfg: LossConfig, tree, seen:
             for a, j, i in cells:
                 obj = sigmoid(raw[b, a, 4, j, i])
                 if (a, j, i) != best:
-                    terms["noobj"] = terms["noobj"] + 0.5 * obj ** 2
+                    if cfg.classification_noobj:
+                        terms["noobj"] = terms["noobj"] + 0.5 * obj ** 2
                 elif cfg.classification_objectness == "paper" and float(obj.detach()) < cfg.classification_min_iou:
                     terms["obj"] = terms["obj"] + 0.5 * (cfg.classification_min_iou - obj) ** 2
             a, j, i = best
@@ -175,6 +176,7 @@ CONFIGS = {
     "default": (LossConfig(), 0),
     "darknet_norescore_late_capped": (LossConfig(rescore=False, classification_objectness="darknet", max_boxes=4),
                                       20000),
+    "paper_literal_no_cls_noobj": (LossConfig(classification_noobj=False), 0),
 }
 
 
@@ -403,3 +405,18 @@ def test_channels_last_output_gives_the_same_loss(tiny_tree):
     grad, = torch.autograd.grad(loss.total(ours), raw)
     grad_strided, = torch.autograd.grad(loss.total(theirs), strided)
     torch.testing.assert_close(grad, grad_strided)
+
+
+def test_classification_noobj_off_leaves_other_objectness_alone(tiny_tree):
+    """`classification_noobj: false` (the paper's "only backpropagate classification loss"): on a classification
+    image only the chosen prediction gets objectness and class gradient."""
+    g = torch.Generator().manual_seed(4)
+    raw = torch.randn(2, 2, 5 + tiny_tree.num_nodes, 2, 2, generator=g)
+    raw[:, :, 4] = raw[:, :, 4].clamp(max=0) - 2
+    raw.requires_grad_()
+    loss = RegionLoss(ANCHORS[:2], LossConfig(classification_noobj=False), tree=tiny_tree, stride=STRIDE)
+    terms = loss(raw, classification_batch([6, 9]))
+    assert float(terms["noobj"]) == 0
+    grad, = torch.autograd.grad(loss.total(terms), raw)
+    touched = grad.abs().sum(2).flatten(1) > 0                # [B, P]: predictions with any gradient
+    assert touched.sum(1).tolist() == [1, 1]

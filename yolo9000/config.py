@@ -52,6 +52,10 @@ class LossConfig:
     rescore: bool = True                  # objectness target = IoU with the truth (else 1)
     classification_objectness: Literal["paper", "darknet"] = "paper"  # paper: push up to .3; darknet: no gradient
     classification_min_iou: float = 0.3
+    # No-object term on the other predictions of a classification image: darknet (and issue 4) apply it; the paper
+    # says "when it sees a classification image we only backpropagate classification loss" (and objectness at the
+    # chosen box), which is `false`.
+    classification_noobj: bool = True
     max_boxes: int | None = None          # None: keep every box; an int caps per image and logs the count dropped
 
 

@@ -16,7 +16,8 @@ Terms (all unweighted; `weighted_total` applies `LossConfig` weights, and it is 
     obj     detection truths: 0.5 * (sig(to) - IoU)^2 (target 1 without rescore); classification images in
             "paper" mode: 0.5 * max(0, min_iou - sig(to))^2 at the chosen prediction ("darknet" mode: none)
     noobj   0.5 * sig(to)^2 on every prediction except: those owning a truth, those overlapping a truth of their
-            image by IoU > ignore_iou, and the chosen prediction of a classification image
+            image by IoU > ignore_iou, and the chosen prediction of a classification image (none at all on
+            classification images with `classification_noobj: false`, the paper's "only classification loss")
     prior   while seen < prior_images, on every prediction of the detection images that owns no truth (darknet
             overwrites the prior delta of those): 0.5 * [(sig(tx) - .5)^2 + (sig(ty) - .5)^2 + tw^2 + th^2]
     cls     tree_nll (sum of -log P(k | parent) over the label's root path) or flat softmax cross-entropy, at each
@@ -215,7 +216,8 @@ class RegionLoss(nn.Module):
         det_nll, cls_nll = nll[:B * T].view(B, T), nll[B * T:]
 
         positive = det.positive.view(B, P)
-        noobj_mask = torch.where(is_det[:, None], ~(positive | det.ignore.view(B, P)), ~cls_img.chosen.view(B, P))
+        cls_noobj = ~cls_img.chosen.view(B, P) & cfg.classification_noobj
+        noobj_mask = torch.where(is_det[:, None], ~(positive | det.ignore.view(B, P)), cls_noobj)
         noobj = (0.5 * obj ** 2 * noobj_mask).sum()
 
         if seen < cfg.prior_images:
