@@ -138,6 +138,13 @@ def test_grouped_log_softmax_groups_sum_to_one_and_keep_shape(tree):
     assert out.shape == (3, 2, tree.num_nodes)
     sums = torch.zeros(3, 2, tree.num_groups, dtype=out.dtype).index_add_(-1, tree.group, out.exp())
     torch.testing.assert_close(sums, torch.ones_like(sums))
+    by_column = random_logits(tree, 4).t().contiguous().t()  # class axis with stride R, as a raw head output
+    torch.testing.assert_close(grouped_log_softmax(by_column, tree), ref_grouped_log_softmax(by_column, tree))
+    # .sum() hands backward an expanded (stride 0) gradient: d/dx sum_j log p_j = 1 - group_size * softmax
+    x = by_column.clone().requires_grad_(True)
+    grouped_log_softmax(x, tree).sum().backward()
+    expected = 1 - tree.group_size[tree.group] * ref_grouped_log_softmax(by_column, tree).exp()
+    torch.testing.assert_close(x.grad, expected)
 
 
 def test_grouped_log_softmax_handles_masked_and_half_inputs(tiny_tree):

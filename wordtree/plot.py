@@ -113,6 +113,9 @@ def plot_subtree(tree: WordTree, node: int, out: str | Path, depth: int = 2, max
             ax.annotate(label, (x, y), xytext=(0, 6), textcoords="offset points", ha="center", va="bottom",
                         fontsize=8.5, fontweight="bold", bbox=dict(boxstyle="round,pad=0.15", fc="white",
                                                                     ec="none", alpha=0.85))
+            ax.annotate(tree.wnids[n], (x, y), xytext=(0, -6), textcoords="offset points", ha="center", va="top",
+                        fontsize=6.5, color="#777777", bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none",
+                                                                 alpha=0.85))
         else:
             name = ax.annotate(label, (x, y), xytext=(7, 0), textcoords="offset points", ha="left",
                                va="center", fontsize=8)
