@@ -70,6 +70,19 @@ def test_build_preset_9k_uses_darknets_grafts(capsys, tmp_path):
     assert "darknet's 4 hand grafts" in out and "vs darknet's 9k.tree:" in out and "parent agreement 98." in out
 
 
+def test_build_imagenet_root_top_k(capsys, tmp_path):
+    root = tmp_path / "imagenet"
+    # dalmatian 3 images, pug 2, tabby 2, car 1: the top 3 by count (ties by wnid) leave the car out
+    for wnid, count in (("n02110341", 3), ("n02110958", 2), ("n02123045", 2), ("n02958343", 1)):
+        (root / wnid).mkdir(parents=True)
+        for k in range(count):
+            (root / wnid / f"{wnid}_{k}.JPEG").write_bytes(b"")
+    status, out, _ = run(capsys, "build", "--imagenet-root", str(root), "--top", "3", "--out", str(tmp_path / "t"))
+    assert status == 0 and "targets: 3 (top 3 wnid folders" in out
+    tree = read_darknet(tmp_path / "t.tree")
+    assert {"n02110341", "n02110958", "n02123045"} <= set(tree.wnids) and "n02958343" not in tree
+
+
 def test_build_errors(capsys, tmp_path):
     out = str(tmp_path / "x")
     assert_one_line_error(*run(capsys, "build", "--classes", str(tmp_path / "none.txt"), "--out", out)[::2],
