@@ -6,8 +6,9 @@ root path. Training (darknet `delta_region_class`) applies the softmax cross-ent
 from the label up to the root, and nothing below the label.
 
 Every op works on Float[..., N] with any leading dims, on any device, is autograd-friendly where it makes sense,
-and never loops over groups, nodes or rows in Python: grouped softmax uses `scatter_add` on the `group` index,
-loss and absolute probabilities gather along the root paths, and the decision walk loops over tree depth only.
+and never loops over groups or nodes in Python: grouped softmax uses `scatter_add` on the `group` index (on CPU
+in row blocks of about 4 MB, a cache tiling whose count depends on the tensor size only), loss and absolute
+probabilities gather along the root paths, and the decision walk loops over tree depth only.
 bf16 inputs are computed and returned in float32 (a 9418-way softmax loses too much in bf16); float64 stays float64.
 """
 from __future__ import annotations
@@ -50,9 +51,10 @@ def _underflow_limit(dtype: torch.dtype) -> float:
 
 
 def group_logsumexp(logits: Tensor, tree: WordTree) -> Tensor:
-    """Log-sum-exp of each sibling group.
+    """Log-sum-exp of each sibling group, differentiable to any order by plain autograd.
 
-    Shifts each row by its own max (one cheap reduction instead of a per-group `scatter_reduce(amax)`), then sums
+    (grouped_log_softmax has its own faster path, _GroupedLogSoftmax; this form serves any other use of the group
+    normalisers and is the independent formula its tests compare against.) Shifts each row by its own max (one cheap reduction instead of a per-group `scatter_reduce(amax)`), then sums
     `exp` per group with `scatter_add`. A group whose logits all sit far (about 70+ in float32) below the row max
     would underflow; only such rows are recomputed with an exact per-group max, so the result is exact for any
     logits and the common case pays for one row reduction.
