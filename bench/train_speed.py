@@ -9,15 +9,16 @@ engine's CPU defaults (train.amp=auto: bf16 autocast on this CPU; channels_last)
   coco9k.map) + 4 classification images (wnid folders of 9k leaves) per batch.
 
 Beside each, the same model's pure forward + backward (random input of the same shape, fixed output gradient, no
-loss, no optimizer, no data). The engine's seconds per step come from its own scalars.csv (`time/step`, and
-`time/data_wait`), measured round-robin with the pure timing: each round resumes the engine run for a few more
-steps (the first step of a segment, which starts the loader workers, is left out) and then times the network
-alone. Medians over all measured steps. Overhead = engine step / pure forward+backward - 1 (everything the engine
-adds: data wait, loss, optimizer, bookkeeping). Target: <= 15 %.
+loss, no optimizer, no data). The two are measured round-robin, one engine update then one pure pass per round, so
+load drift on this shared machine hits both alike: the engine update is the engine's own code driven one step at a
+time (`_Trainer`: wait for the loader's batch, `_forward_backward`, `_update`, the data-position bookkeeping and the
+NaN guard's host read, which the engine does only on log/checkpoint steps but is counted here on every step).
+Overhead = median over rounds of (engine update / pure forward+backward) - 1: everything the engine adds (data
+wait, loss, optimizer, bookkeeping). Target: <= 15 %.
 
 Then the GPU plan on paper from the networks' FLOPs (yolo9000.model.summary).
 
-    .venv/bin/python bench/train_speed.py [--rounds 3] [--steps 4] [--size 416] [--batch 8] [--quick]
+    .venv/bin/python bench/train_speed.py [--rounds 8] [--warmup 2] [--size 416] [--batch 8] [--quick]
 
 The last line is one JSON object.
 """
@@ -34,13 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from yolo9000.config import Config, load_config  # noqa: E402
-from yolo9000.engine import autocast, resolve_amp, train  # noqa: E402
-from yolo9000.logging import read_scalars  # noqa: E402
+from yolo9000.distributed import init_distributed  # noqa: E402
+from yolo9000.engine import _Trainer, autocast, resolve_amp  # noqa: E402
 from yolo9000.model import build_model  # noqa: E402
 from yolo9000.model.summary import summarize  # noqa: E402
 from yolo9000.reference import darknet_file  # noqa: E402
@@ -102,55 +104,67 @@ def write_world(root: Path, det_images: int, cls_images: int, seed: int = 0) -> 
 
 
 # --------------------------------------------------------------------------------------------- measurement
-def engine_segment(cfg: Config, run: Path, until: int, resume: bool) -> tuple[list[float], list[float]]:
-    """Train until step `until`; seconds per step and data wait of the segment's steps but its first."""
-    before = max((s for s, _ in read_scalars(run / "scalars.csv").get("time/step", [])), default=0) if resume else 0
-    result = train(_with_steps(cfg, until), run, resume=resume, log=lambda m: None)
-    assert result.steps == until, result.message
-    series = read_scalars(run / "scalars.csv")
-    steps = [(s, v) for s, v in series["time/step"] if s > before + 1]
-    waits = [v for s, v in series["time/data_wait"] if s > before + 1]
-    return [v for _, v in steps], waits
+class EngineSteps:
+    """Training steps exactly as `yolo9000.engine.train` runs them: its `_Trainer` (model, region loss, fused SGD,
+    NaN guard, loader with workers) driven one update at a time, so each can be timed next to a pure pass."""
 
+    def __init__(self, cfg: Config, run_dir: Path) -> None:
+        self.trainer = _Trainer(cfg, run_dir, False, None, lambda m: None, init_distributed(cfg.train.device))
+        self.trainer._names = None
+        self.trainer._acc_count = self.trainer._interval_images = 0
+        self.trainer._grad_norm = None
+        self.trainer.sampler.set_epoch(0)
+        self.batches = iter(self.trainer.loader)
+        self.epoch = 0
 
-def _with_steps(cfg: Config, steps: int) -> Config:
-    from dataclasses import replace
-    return replace(cfg, train=replace(cfg.train, max_steps=steps))
-
-
-def pure_times(cfg: Config, batch: int, size: int, count: int, model: torch.nn.Module) -> list[float]:
-    """Seconds of `count` network forward + backward passes, as the engine runs them (autocast, channels_last)."""
-    device = torch.device("cpu")
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    times = []
-    for _ in range(count):
+    def step(self) -> tuple[float, float]:
+        """One update; returns (seconds, of which waiting for data)."""
         start = time.perf_counter()
-        with autocast(device, cfg.train.amp):
-            out = model(x)
-        out.backward(torch.ones_like(out) * 1e-3)
-        model.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
-    return times
+        batch = next(self.batches, None)
+        if batch is None:                                   # epoch over: the next one, as the engine does
+            self.epoch += 1
+            self.trainer.sampler.set_epoch(self.epoch)
+            self.batches = iter(self.trainer.loader)
+            batch = next(self.batches)
+        wait = time.perf_counter() - start
+        self.trainer._forward_backward(batch, sync=True)
+        self.trainer._update()
+        self.trainer._history[self.trainer.step] = self.trainer._position()
+        assert not self.trainer._diverged()                 # the guard's host read, done every step here
+        return time.perf_counter() - start, wait
 
 
-def measure(name: str, cfg: Config, rounds: int, steps: int, batch: int, size: int) -> dict:
-    model = build_model(cfg.model).to(memory_format=torch.channels_last).train()
-    engine_steps, waits, pure = [], [], []
-    pure_times(cfg, batch, size, 1, model)                                # warm-up (allocator, oneDNN kernels)
+def pure_step(cfg: Config, model: torch.nn.Module, x: Tensor) -> float:
+    """Seconds of one network forward + backward as the engine runs it (autocast, channels_last), nothing else."""
+    start = time.perf_counter()
+    with autocast(torch.device("cpu"), cfg.train.amp):
+        out = model(x)
+    out.backward(torch.full_like(out, 1e-3))
+    model.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def measure(name: str, cfg: Config, rounds: int, warmup: int, batch: int, size: int) -> dict:
+    """Round-robin: each round one engine update, then one pure forward + backward (load drift hits both)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-        run = Path(tmp) / "run"
-        for r in range(rounds):
-            s, w = engine_segment(cfg, run, (r + 1) * (steps + 1), resume=r > 0)
-            engine_steps += s
-            waits += w
-            pure += pure_times(cfg, batch, size, steps, model)
-            print(f"  {name} round {r + 1}: engine {statistics.median(s):.2f} s/step, pure forward+backward "
-                  f"{statistics.median(pure[-steps:]):.2f} s", flush=True)
-    step, net, wait = statistics.median(engine_steps), statistics.median(pure), statistics.median(waits)
+        engine = EngineSteps(cfg, Path(tmp) / "run")
+        torch.manual_seed(0)
+        model = build_model(cfg.model).to(memory_format=torch.channels_last).train()
+        x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+        steps, waits, pure, ratios = [], [], [], []
+        for r in range(warmup + rounds):
+            step, wait = engine.step()
+            net = pure_step(cfg, model, x)
+            if r >= warmup:
+                steps.append(step), waits.append(wait), pure.append(net), ratios.append(step / net)
+                print(f"  {name} round {r - warmup + 1}: engine step {step:.2f} s (data wait {wait:.3f}), "
+                      f"pure forward+backward {net:.2f} s", flush=True)
+        del engine
+    step, net = statistics.median(steps), statistics.median(pure)
     flops = summarize(build_model(cfg.model), size).flops
-    return {"engine_s_per_step": step, "pure_fwd_bwd_s": net, "data_wait_s": wait,
+    return {"engine_s_per_step": step, "pure_fwd_bwd_s": net, "data_wait_s": statistics.median(waits),
             "engine_images_per_s": batch / step, "pure_images_per_s": batch / net,
-            "overhead_pct": 100 * (step / net - 1), "forward_gflops_per_image": flops / 1e9}
+            "overhead_pct": 100 * (statistics.median(ratios) - 1), "forward_gflops_per_image": flops / 1e9}
 
 
 def gpu_plan(results: dict[str, dict]) -> dict[str, dict]:
@@ -165,19 +179,18 @@ def gpu_plan(results: dict[str, dict]) -> dict[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3, help="measured steps per round (plus one warm-up step)")
+    parser.add_argument("--rounds", type=int, default=8, help="measured rounds (one engine step + one pure pass)")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured rounds first")
     parser.add_argument("--size", type=int, default=416)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--quick", action="store_true", help="1 round of 2 steps (checks the script runs)")
+    parser.add_argument("--quick", action="store_true", help="2 rounds after 1 warm-up (checks the script runs)")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.steps = 1, 2
+        args.rounds, args.warmup = 2, 1
     torch.set_num_threads(2)
     half = args.batch // 2
-    common = [f"data.multiscale=[{args.size}]", "data.workers=2", "train.log_every=1", "train.checkpoint_every=0",
-              "train.progress=false", "train.tensorboard=false", "train.burn_in=0", "train.lr=0.0001",
-              "train.schedule=constant", "train.device=cpu"]
+    common = [f"data.multiscale=[{args.size}]", "data.workers=2", "train.progress=false", "train.tensorboard=false",
+              "train.burn_in=0", "train.lr=0.0001", "train.schedule=constant", "train.device=cpu"]
     amp = resolve_amp(torch.device("cpu"), load_config(None).train.amp)
     print(f"training speed on this CPU ({torch.get_num_threads()} threads, amp {amp}, channels_last), "
           f"{args.size}x{args.size}, batch {args.batch}")
@@ -189,7 +202,7 @@ def main() -> None:
             "yolo9000": load_config(ROOT / "configs" / "yolo9000.yaml", common + [
                 f"data.dataset={nine}", f"data.det_per_batch={half}", f"data.cls_per_batch={args.batch - half}"]),
         }
-        results = {name: measure(name, cfg, args.rounds, args.steps, args.batch, args.size)
+        results = {name: measure(name, cfg, args.rounds, args.warmup, args.batch, args.size)
                    for name, cfg in configs.items()}
     print(f"\n{'config':<10} {'engine img/s':>12} {'pure img/s':>11} {'s/step':>8} {'fwd+bwd s':>10} "
           f"{'data wait s':>12} {'overhead':>9}")
