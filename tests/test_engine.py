@@ -167,12 +167,16 @@ def test_bad_settings_are_named(data, tmp_path):
 def test_stage_configs_load_build_and_chain():
     from yolo9000.data.descriptor import load_descriptor
     from yolo9000.model import build_model
+    from yolo9000.trees import load_tree
 
     stages = sorted((REPO / "configs" / "stages").glob("*.yaml"))
     assert len(stages) == 5
     outs = {}
     for path in stages:
         cfg = load_config(path)                      # `base:` pulls in the model config
+        # Load (and cache) the tree outside the meta context: a tree first loaded under it would be cached with
+        # meta tensors for every later user in this process.
+        load_tree(cfg.model.tree)
         with torch.device("meta"):
             model = build_model(cfg.model)
         assert load_descriptor(cfg.data.dataset).splits, path.name

@@ -335,7 +335,7 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     Returns:
         {"map": mAP@[.5:.95], "map50": mAP@.5, "images": evaluated images, "detections": kept boxes,
          "size": input size, "split": split,
-         "per_class": {category id: {"name", "node", "wnid", "ap", "ap50", "num_gt"}},
+         "per_class": {category id: {"name", "node", "wnid", "node_name", "ap", "ap50", "num_gt"}},
          "groups": {name: {"map", "map50", "categories": [ids]}} (when groups or train_split are given),
          "unmapped": [category names without a node]}.
     """
@@ -384,6 +384,7 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     for c in cat_ids:
         node = mapping[c]
         per_class[c] = {"name": names[c], "node": node, "wnid": tree.wnids[node] if tree is not None else None,
+                        "node_name": tree.names[node] if tree is not None else names[c],
                         "ap": metrics.per_class_ap[c], "ap50": metrics.per_class_ap50[c],
                         "num_gt": len(gt.getAnnIds(imgIds=image_ids, catIds=[c], iscrowd=False))}
     result: dict[str, Any] = {"map": metrics.map, "map50": metrics.map50, "images": len(image_ids),

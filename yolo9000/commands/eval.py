@@ -55,7 +55,9 @@ def format_detection(result: dict[str, Any]) -> str:
     """The per-class table and the summary lines of `evaluate_detection`'s result (AP in percent)."""
     lines = [f"{'category':<36} {'node':>6} {'AP':>6} {'AP50':>6} {'boxes':>6}"]
     for cid, row in sorted(result["per_class"].items(), key=lambda kv: int(kv[0])):
-        name = f"{cid} {row['name']}" + (f" ({row['wnid']})" if row["wnid"] and row["wnid"] != row["name"] else "")
+        # The category's own name, and the tree node it is scored through when that reads differently.
+        node = row.get("node_name") or row["wnid"]
+        name = f"{cid} {row['name']}" + (f" ({node})" if node and node != row["name"] else "")
         lines.append(f"{name[:36]:<36} {row['node']:>6} {_ap(row['ap'])} {_ap(row['ap50'])} {row['num_gt']:>6}")
     lines.append(f"mAP@[.5:.95] {_ap(result['map'])}   mAP@.5 {_ap(result['map50'])}   "
                  f"({result['images']} images at {result['size']} px, {result['detections']} detections)")
