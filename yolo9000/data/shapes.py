@@ -38,7 +38,7 @@ from wordtree.io import write_darknet
 from wordtree.tree import WordTree
 from wordtree.wordnet import WordNet
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 ROOT = "n13863186"  # plane_figure.n.01: not itself a node; its children in the tree are the roots
 
 # Fine classes (the leaves a classification image is labelled with): wnid, WordNet sense, and how to draw it.
@@ -64,7 +64,7 @@ FINE = {
 
 DEFAULT_COUNTS = {"det": 2000, "cls": 3000, "eval": 300}
 IMAGE_SIDES = (128, 160)           # each image's width and height are drawn from this range
-FIGURE_SIDES = (22, 72)            # a figure's outer diameter in pixels
+FIGURE_SIDES = (26, 80)            # a figure's outer diameter in pixels
 MAX_OVERLAP_IOU = 0.25             # figures of one image may overlap, but never hide each other
 
 
@@ -252,8 +252,9 @@ def _sample(seed: int, split: str, index: int) -> tuple[Image.Image, list[Figure
     rng = np.random.default_rng((seed, SPLIT_IDS[split], index))
     fine = list(FINE)
     if split == "cls":
-        # One figure, a bit larger on average, like an ImageNet photo of one object.
-        return draw_image(rng, [fine[index % len(fine)]], sides=(32, 96))
+        # One figure, like an ImageNet photo of one object, of the same sizes as detection figures: the best-shape
+        # anchors of classification and detection figures then follow the same distribution.
+        return draw_image(rng, [fine[index % len(fine)]])
     count = int(rng.integers(1, 6))
     return draw_image(rng, [fine[int(k)] for k in rng.integers(len(fine), size=count)])
 
@@ -303,6 +304,8 @@ splits:
     detection: {format: coco, annotations: eval/annotations.json, images: eval/images}  # fine labels
   eval_coarse:
     detection: {format: coco, annotations: eval/annotations_coarse.json, images: eval/images}
+  supervised:   # reference only: the detection images with fine boxes, which joint training never sees
+    detection: {format: coco, annotations: det/annotations_fine.json, images: det/images}
 """
 
 
@@ -367,6 +370,9 @@ def write_world(out_dir: str | Path, *, seed: int = 0, num_det: int | None = Non
     coarse = coarse_of(tree)
     identity = {w: w for w in FINE}
     (tmp / "det" / "annotations.json").write_text(json.dumps(_coco(records["det"], coarse, tree, list(COARSE))))
+    # The detection images' boxes with their fine labels: never used by the demo; the fully supervised reference
+    # ("what if the fine classes had boxes") that shows how much of it the joint training recovers.
+    (tmp / "det" / "annotations_fine.json").write_text(json.dumps(_coco(records["det"], identity, tree, list(FINE))))
     (tmp / "eval" / "annotations.json").write_text(json.dumps(_coco(records["eval"], identity, tree, list(FINE))))
     (tmp / "eval" / "annotations_coarse.json").write_text(
         json.dumps(_coco(records["eval"], coarse, tree, list(COARSE))))
