@@ -1,6 +1,7 @@
 """Checkpoints (atomic, weights_only, RNG round trip) and darknet's learning-rate policies."""
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -114,3 +115,30 @@ def test_weight_decay_only_on_weights():
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(model[0].weight), id(model[2].weight)}
     assert opt.defaults["momentum"] == 0.9
+
+
+def test_cosine_schedule_after_burn_in():
+    cfg = TrainConfig(burn_in=2, schedule="cosine", final_lr=0.1)
+    assert lr_factor(0, cfg, 10) == pytest.approx((1 / 2) ** 4)        # burn-in ramp first
+    assert lr_factor(2, cfg, 10) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.2)))
+    assert lr_factor(5, cfg, 10) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(10, cfg, 10) == pytest.approx(0.1)
+    assert lr_factor(12, cfg, 10) == pytest.approx(0.1)                 # past the end: stays at final_lr
+
+
+def test_fused_adamw_skips_the_update_when_found_inf_is_set():
+    """The engine's NaN guard cancels an update through `optimizer.found_inf`; AdamW must honour it like SGD."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    opt = build_optimizer(model, TrainConfig(optimizer="adamw", lr=0.1, momentum=0.8), fused=True)
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.8, 0.999)
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.found_inf = torch.tensor(1.0)
+    opt.step()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    opt.found_inf = torch.tensor(0.0)
+    opt.step()
+    assert not torch.equal(before[0], model[0].weight)
+    with pytest.raises(ValueError, match="train.optimizer"):
+        build_optimizer(model, TrainConfig(optimizer="lion"))

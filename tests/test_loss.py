@@ -310,6 +310,11 @@ def test_classification_argmax_hand_built(tiny_tree):
     class_grad = grad[:, :, 5:].abs().sum(2)            # [B, A, H, W]: nonzero only at the chosen prediction
     assert class_grad[0].nonzero().tolist() == [[0, 0, 1]]
     assert class_grad[1].nonzero().tolist() == [[1, 0, 0]]
+    # `classification_match: objectness`: the label no longer matters, Z (highest objectness) wins for both.
+    by_obj = RegionLoss(ANCHORS[:2], LossConfig(classification_match="objectness"), tree=tiny_tree, stride=STRIDE)
+    grad, = torch.autograd.grad(by_obj.total(by_obj(raw, classification_batch([6, 7]))), raw)
+    class_grad = grad[:, :, 5:].abs().sum(2)
+    assert class_grad[0].nonzero().tolist() == class_grad[1].nonzero().tolist() == [[1, 0, 0]]
 
 
 def test_prior_before_and_after_12800(generator):

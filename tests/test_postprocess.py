@@ -249,3 +249,23 @@ def test_matches_reference_loop(tiny_tree, mode):
         for d, r in zip(dets, ref):
             assert d.box == pytest.approx(tuple(r[2]), abs=1e-3)
             assert isinstance(d, Detection) and d.prob == pytest.approx(math.prod(s.prob for s in d.path), abs=1e-6)
+
+
+def test_nms_by_label_root_or_all(tiny_tree):
+    """Two boxes on one object, decided a3x (leaf) and a (its root), and a third under the other root.
+
+    The third: P(b) = .9, b1 and b1x are only children (conditional 1), P(b1x_p | b1x) = .5 -> .45 < .5, so it
+    decides b1x with score .5 * .9 = .45, the best. Per label (darknet) all three survive; per root the a3x box
+    (.8 * .504 = .403) removes the lower-scoring `a` box (.6 * .55 = .33); class-agnostic keeps only the best.
+    """
+    raw = empty_raw(tiny_tree.num_nodes, anchors=3, size=3)
+    raw[0, :, 4, 1, 1] = torch.tensor([logit(0.8), logit(0.6), logit(0.5)])
+    raw[0, 0, 5:, 1, 1] = tiny_logits({0: 0.9, 4: 0.7, 6: 0.8}, tiny_tree)      # a -> a3 -> a3x
+    raw[0, 1, 5:, 1, 1] = tiny_logits({0: 0.55, 2: 0.4}, tiny_tree)             # a, nothing below .5
+    raw[0, 2, 5:, 1, 1] = tiny_logits({1: 0.9, 9: 0.5}, tiny_tree)              # b -> b1 -> b1x
+    anchors = torch.ones(3, 2)
+    decided = {by: [d.wnid for d in postprocess(raw, anchors, STRIDE, tiny_tree, conf_threshold=0.2,
+                                                nms_by=by)[0]] for by in ("label", "root", "all")}
+    assert decided == {"label": ["b1x", "a3x", "a"], "root": ["b1x", "a3x"], "all": ["b1x"]}
+    with pytest.raises(ValueError, match="nms_by"):
+        postprocess(raw, anchors, STRIDE, tiny_tree, nms_by="tree")

@@ -30,7 +30,7 @@ from wordtree.tree import WordTree
 from yolo9000.config import Config, ConfigError, ModelConfig, from_dict, load_config
 from yolo9000.data.images import ImageLoadError, _pil_to_rgb, load_image
 from yolo9000.data.transforms import letterbox
-from yolo9000.decode import Detection, PathStep, postprocess
+from yolo9000.decode import NMS_GROUPINGS, Detection, PathStep, postprocess
 from yolo9000.model.build import build_model
 from yolo9000.model.load import load_weights
 from yolo9000.reference import darknet_file
@@ -66,7 +66,10 @@ class DetectorOptions:
 
     Attributes:
         conf_threshold: minimum score = objectness * P(decided node) (darknet `detect`: .25).
-        nms_iou: per-class NMS IoU (darknet: .45).
+        nms_iou: NMS IoU (darknet: .45).
+        nms_by: which boxes compete in NMS (`postprocess_tensors`): "root" (default: decided nodes under the same
+            tree root, so a "pentagon" and a "polygon" box on one figure are one object; flat models: per class),
+            "label" (darknet's per-class NMS) or "all".
         hier_threshold: the tree decision walk's threshold (darknet `-hier`: .5).
         mode: "paper" (multiply conditionals while above the threshold) or "darknet" (darknet's exact walk).
         max_depth: cap every decision at this depth (0 = roots); None for no cap.
@@ -80,6 +83,7 @@ class DetectorOptions:
 
     conf_threshold: float = 0.25
     nms_iou: float = 0.45
+    nms_by: str = "root"
     hier_threshold: float = 0.5
     mode: str = "paper"
     max_depth: int | None = None
@@ -92,6 +96,8 @@ class DetectorOptions:
     def __post_init__(self) -> None:
         if self.mode not in DECIDE_MODES:
             raise ValueError(f"mode {self.mode!r} is not one of {DECIDE_MODES}")
+        if self.nms_by not in NMS_GROUPINGS:
+            raise ValueError(f"nms_by {self.nms_by!r} is not one of {NMS_GROUPINGS}")
         if self.size is not None and (self.size <= 0 or self.size % 32):
             raise ValueError(f"size {self.size} is not a positive multiple of 32")
         if self.amp not in ("off", "bf16"):
@@ -309,7 +315,7 @@ class Detector:
             # Postprocess outside inference mode so the detections' tensors (`probs`) are ordinary tensors.
             with torch.no_grad():
                 out.extend(postprocess(raw, self.model.anchors, self.model.stride, self._device_tree, self.names,
-                                       conf_threshold=o.conf_threshold, nms_iou=o.nms_iou,
+                                       conf_threshold=o.conf_threshold, nms_iou=o.nms_iou, nms_by=o.nms_by,
                                        hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
                                        max_detections=o.max_detections, letterbox=lb.to(self.device),
                                        orig_sizes=sizes.to(self.device)))

@@ -177,8 +177,10 @@ def label_log_prob(class_logits: Tensor, labels: Tensor, tree: WordTree | None) 
 
 @torch.no_grad()
 def assign_classification(obj_logit: Tensor, class_logits: Tensor, labels: Tensor, is_classification: Tensor,
-                          tree: WordTree | None) -> ClassificationAssignment:
+                          tree: WordTree | None, by_label: bool = True) -> ClassificationAssignment:
     """Choose, per classification image, the prediction maximising objectness x P(label) (paper section 4).
+
+    With `by_label=False` the choice is the highest objectness alone (`loss.classification_match: objectness`).
 
     The product is compared in log space (log sigmoid(obj) + log P(label)), which ranks exactly like darknet's
     product but cannot underflow for deep labels. Ties go to the first prediction in (anchor, row, column) order,
@@ -190,6 +192,7 @@ def assign_classification(obj_logit: Tensor, class_logits: Tensor, labels: Tenso
         labels: Long[B] the image's label (tree node or class), -1 for none.
         is_classification: Bool[B].
         tree: WordTree for tree models (tensors on the logits' device), None for flat classes.
+        by_label: rank by objectness x P(label) (True) or by objectness alone (False).
     Returns:
         ClassificationAssignment.
     """
@@ -198,7 +201,9 @@ def assign_classification(obj_logit: Tensor, class_logits: Tensor, labels: Tenso
     active = is_classification.to(obj_logit.device) & (labels >= 0)
     # Only active images need P(label); -1 lets tree_nll skip the others entirely.
     labels = torch.where(active, labels, torch.full_like(labels, -1))
-    score = F.logsigmoid(obj_logit.float()) + label_log_prob(class_logits, labels, tree)
+    score = F.logsigmoid(obj_logit.float())
+    if by_label:
+        score = score + label_log_prob(class_logits, labels, tree)
     pred_index = score.view(B, A * H * W).argmax(1)
     chosen = F.one_hot(pred_index, A * H * W).bool() & active[:, None]
     return ClassificationAssignment(active=active, pred_index=pred_index, chosen=chosen.view(B, A, H, W))

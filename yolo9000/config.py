@@ -56,6 +56,10 @@ class LossConfig:
     # says "when it sees a classification image we only backpropagate classification loss" (and objectness at the
     # chosen box), which is `false`.
     classification_noobj: bool = True
+    # Which prediction of a classification image gets the class term: `label` is the paper's and darknet's (highest
+    # objectness x P(label)); `objectness` picks the highest objectness alone, the box the detector would report,
+    # so the label cannot steer which prediction learns it (see README, "The demo").
+    classification_match: Literal["label", "objectness"] = "label"
     max_boxes: int | None = None          # None: keep every box; an int caps per image and logs the count dropped
 
 
@@ -86,11 +90,13 @@ class TrainConfig:
 
     epochs: int = 1
     max_steps: int | None = None
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # sgd: darknet's; adamw (momentum = beta1) for short CPU runs
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.0005
     burn_in: int = 1000
-    schedule: Literal["steps", "poly", "constant"] = "steps"
+    schedule: Literal["steps", "poly", "cosine", "constant"] = "steps"
+    final_lr: float = 0.0                 # cosine: the factor it decays to at the last step
     steps: tuple[int, ...] = ()
     scales: tuple[float, ...] = ()
     power: float = 4.0

@@ -166,10 +166,14 @@ class Kept:
     probs: Tensor
 
 
+NMS_GROUPINGS = ("label", "root", "all")
+
+
 def postprocess_tensors(raw: Tensor, anchors: Tensor, stride: float, tree: WordTree | None = None, *,
                         conf_threshold: float = 0.25, nms_iou: float = 0.45, hier_threshold: float = 0.5,
                         mode: str = "paper", max_depth: int | None = None, max_detections: int = 100,
-                        letterbox: Tensor | None = None, orig_sizes: Tensor | None = None) -> Kept:
+                        letterbox: Tensor | None = None, orig_sizes: Tensor | None = None,
+                        nms_by: str = "label") -> Kept:
     """From a raw network output to the kept detections of every image, vectorised over the whole batch.
 
     Class probabilities: a flat model takes the softmax and its best class; a tree model takes the grouped softmax
@@ -186,16 +190,21 @@ def postprocess_tensors(raw: Tensor, anchors: Tensor, stride: float, tree: WordT
         stride: input pixels per grid cell.
         tree: the WordTree of a tree model, None for a flat model.
         conf_threshold: minimum score (darknet's CLI: .25 for `detect`, .005 for validation).
-        nms_iou: IoU above which the lower-scoring of two boxes with the same image and label is removed.
+        nms_iou: IoU above which the lower-scoring of two boxes with the same image and NMS group is removed.
         hier_threshold: the decision walk's threshold (darknet's `-hier`, .5).
         mode: "paper" or "darknet" (see `wordtree.ops.decide`).
         max_depth: cap the decision at this depth (0 = roots); None for no cap.
         max_detections: per image.
         letterbox: Float[B, 3] (scale, pad_x, pad_y) with input = original * scale + pad; None: no mapping.
         orig_sizes: Long[B, 2] original (height, width) to clip to; None: the input size.
+        nms_by: which boxes compete in NMS: "label" (same decided node, darknet's per-class NMS), "root" (decided
+            nodes under the same tree root: a box decided "pentagon" and one decided "polygon" on the same figure
+            are one object; flat models: same as "label"), or "all" (class-agnostic).
     Returns:
         Kept.
     """
+    if nms_by not in NMS_GROUPINGS:
+        raise ValueError(f"postprocess: nms_by {nms_by!r} is not one of {NMS_GROUPINGS}")
     if mode not in DECIDE_MODES:
         raise ValueError(f"postprocess: mode {mode!r} is not one of {DECIDE_MODES}")
     if max_depth is not None and max_depth < 0:
@@ -240,7 +249,13 @@ def postprocess_tensors(raw: Tensor, anchors: Tensor, stride: float, tree: WordT
     else:
         hw = torch.tensor([[H * stride, W * stride]], dtype=torch.float32, device=device).expand(len(b_idx), 2)
     boxes = torch.minimum(boxes.clamp(min=0), hw[:, [1, 0, 1, 0]])
-    keep = batched_nms(boxes, scores, b_idx * num_classes + labels, nms_iou)    # best score first
+    if nms_by == "all":
+        groups = torch.zeros_like(labels)
+    elif nms_by == "root" and tree is not None:
+        groups = tree.paths[labels, 0]
+    else:
+        groups = labels
+    keep = batched_nms(boxes, scores, b_idx * num_classes + groups, nms_iou)    # best score first
     keep = keep[torch.argsort(b_idx[keep], stable=True)]                         # grouped by image, still sorted
     kb = b_idx[keep]
     rank = torch.arange(len(kb), device=device) - torch.searchsorted(kb, kb)    # position within its image

@@ -43,7 +43,7 @@ from yolo9000.config import Config, ConfigError, save_config, to_dict
 from yolo9000.criterion import build_criterion, loss_term_names
 from yolo9000.data.collate import Batch
 from yolo9000.data.descriptor import DatasetDescriptor, load_descriptor
-from yolo9000.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed, wrap_model
+from yolo9000.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, wrap_model
 from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.logging import RunLogger
 from yolo9000.model import build_model
@@ -534,6 +534,10 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, dataset_ove
     """
     info = init_distributed(cfg.train.device)
     try:
-        return _Trainer(cfg, Path(run_dir), resume, dataset_overrides, log, info).run()
+        result = _Trainer(cfg, Path(run_dir), resume, dataset_overrides, log, info).run()
+        # Leave together (only after a normal end, where every rank gets here): a rank that tore gloo down while
+        # rank 0 was still writing its checkpoint and curves was seen to abort on a loaded machine.
+        barrier(info)
+        return result
     finally:
         cleanup(info)

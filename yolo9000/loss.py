@@ -112,6 +112,9 @@ class RegionLoss(nn.Module):
         if cfg.classification_objectness not in ("paper", "darknet"):
             raise ValueError(f"loss.classification_objectness: {cfg.classification_objectness!r} is not "
                              f"'paper' or 'darknet'")
+        if cfg.classification_match not in ("label", "objectness"):
+            raise ValueError(f"loss.classification_match: {cfg.classification_match!r} is not "
+                             f"'label' or 'objectness'")
         self.register_buffer("anchors", anchors)
         self.cfg = cfg
         self.tree = tree
@@ -180,7 +183,8 @@ class RegionLoss(nn.Module):
             det = assign_detection(batch.boxes, labels, is_det, current.boxes, self.anchors, self.stride,
                                    cfg.ignore_iou, cfg.max_boxes)
             class_view = raw.detach()[:, :, 5:].permute(0, 1, 3, 4, 2)
-            cls_img = assign_classification(current.obj_logit, class_view, first_label, ~is_det, tree)
+            cls_img = assign_classification(current.obj_logit, class_view, first_label, ~is_det, tree,
+                                            by_label=cfg.classification_match == "label")
         T = det.pred_index.shape[1]
         image_start = torch.arange(B, device=device) * P
         rows = torch.cat(((image_start[:, None] + det.pred_index).flatten(), image_start + cls_img.pred_index))

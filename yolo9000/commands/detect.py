@@ -43,7 +43,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conf", type=float, default=0.25, help="score threshold, objectness x P(class) (.25)")
-    parser.add_argument("--nms", type=float, default=0.45, help="per-class NMS IoU (.45)")
+    parser.add_argument("--nms", type=float, default=0.45, help="NMS IoU (.45)")
+    parser.add_argument("--nms-by", choices=("root", "label", "all"), default="root",
+                        help="which boxes compete in NMS: decided nodes under one tree root (default), the same "
+                             "node (darknet's per-class NMS), or all")
     parser.add_argument("--mode", choices=("paper", "darknet"), default="paper",
                         help="tree decision walk: the paper's product of conditionals, or darknet's exact rule")
     parser.add_argument("--size", type=int, help="input size, a multiple of 32 (default: the config's)")
@@ -104,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     from yolo9000.draw import save_annotated
 
     try:
-        detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, hier_threshold=args.hier,
+        detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, nms_by=args.nms_by,
+                                  hier_threshold=args.hier,
                                   mode=args.mode, max_depth=args.max_depth, size=args.size, batch_size=args.batch,
                                   amp=args.amp)
     except ModelLoadError as err:

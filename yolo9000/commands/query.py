@@ -72,7 +72,8 @@ def _node_block(detector: Detector, detections: Sequence[Detection], node: int) 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, hier_threshold=args.threshold,
+        detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, nms_by=args.nms_by,
+                                  hier_threshold=args.threshold,
                                   mode=args.mode, max_depth=args.depth, size=args.size, amp=args.amp)
     except (ModelLoadError, ValueError) as err:
         print(f"yolo9000 query: {err}", file=sys.stderr)

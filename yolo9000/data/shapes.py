@@ -304,8 +304,6 @@ splits:
     detection: {format: coco, annotations: eval/annotations.json, images: eval/images}  # fine labels
   eval_coarse:
     detection: {format: coco, annotations: eval/annotations_coarse.json, images: eval/images}
-  supervised:   # reference only: the detection images with fine boxes, which joint training never sees
-    detection: {format: coco, annotations: det/annotations_fine.json, images: det/images}
 """
 
 
