@@ -6,7 +6,7 @@ through darknet's coco9k.map, and as many ImageNet-style classification JPEGs (5
 The same split is packed into an HDF5 file. Then, side by side in one run (alternating, median of `--repeats`):
 
   folders  the training loader (416x416, full augmentation: jitter, letterbox, flip, HSV; the default batch of
-           2 detection + 6 classification images) on 2 workers, reading the JPEG folders
+           2 detection + 8 classification images) on 2 workers, reading the JPEG folders
   pack     the same loader reading the HDF5 pack
   train    one YOLO9000 training step (full 9418-node model, batch 8 at 416, forward + loss + backward + SGD, bf16
            autocast, channels_last), a few steps after a warm-up: the images/s training consumes here

@@ -69,7 +69,7 @@ class DataConfig:
 
     dataset: str | None = None            # datasets/*.yaml descriptor
     det_per_batch: int = 2                # detection images per batch
-    cls_per_batch: int = 6                # classification images per batch
+    cls_per_batch: int = 8                # classification images per batch (2 + 8: the paper's ImageNet:COCO 4:1)
     mixing: Literal["quota", "uniform"] = "quota"
     multiscale: tuple[int, ...] = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
     multiscale_period: int = 10           # batches between size changes

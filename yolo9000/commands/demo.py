@@ -33,7 +33,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-detect-stage", action="store_true",
                         help="skip the detection-only stage: joint training from scratch")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. train.max_steps=200 (repeatable)")
+                        help="override a config value of both training stages, e.g. train.max_steps=200 (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default runs/demo)")
     parser.add_argument("--world", type=Path, help="where the shapes world goes (default $YOLO9000_HOME/shapes)")
     parser.add_argument("--seed", type=int, default=0, help="the shapes world's seed")
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                                  num_eval=args.num_eval)
         print(f"descriptor {descriptor} ({time.perf_counter() - t0:.1f} s; reused when already written)")
         world_keys = [f"model.tree={world / 'shapes.tree'}", f"data.dataset={descriptor}"]
-        detect_cfg = None if args.no_detect_stage else load_config(args.detect_config, world_keys)
+        detect_cfg = None if args.no_detect_stage else load_config(args.detect_config, [*world_keys, *args.set])
         cfg = load_config(args.config, [*world_keys, *args.set])
     except (ConfigError, ReferenceDataError, FileNotFoundError, ValueError) as err:
         print(f"yolo9000 demo: {err}", file=sys.stderr)
