@@ -52,7 +52,8 @@ def _heading(step: int, text: str) -> None:
 def _table(result: dict, title: str) -> list[str]:
     lines = [f"  {title:<28} {'AP@.5':>6} {'AP@[.5:.95]':>12} {'boxes':>6}"]
     for entry in sorted(result["per_class"].values(), key=lambda e: e["node"]):
-        lines.append(f"    {entry.get('node_name') or entry['name']:<26} {entry['ap50']:>6.3f} {entry['ap']:>12.3f} {entry['num_gt']:>6}")
+        name = entry.get("node_name") or entry["name"]
+        lines.append(f"    {name:<26} {entry['ap50']:>6.3f} {entry['ap']:>12.3f} {entry['num_gt']:>6}")
     lines.append(f"    {'mean':<26} {result['map50']:>6.3f} {result['map']:>12.3f}")
     return lines
 
@@ -134,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
                "train_seconds": train_seconds, "images_seen": images_seen,
                "joint_images_seen": result.seen, "joint_steps": result.steps,
                "demo_seconds": time.perf_counter() - started,
-               "per_class_ap50": {e.get("node_name") or e["name"]: e["ap50"] for e in [*coarse["per_class"].values(),
-                                                                 *fine["per_class"].values()]},
+               "per_class_ap50": {e.get("node_name") or e["name"]: e["ap50"]
+                                  for e in [*coarse["per_class"].values(), *fine["per_class"].values()]},
                **figures}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"\nmetrics: {out / 'metrics.json'}  (demo took {metrics['demo_seconds'] / 60:.1f} min)")
