@@ -158,10 +158,13 @@ def test_grouped_log_softmax_handles_masked_and_half_inputs(tiny_tree):
     torch.testing.assert_close(bf16, ref_grouped_log_softmax(logits[1:].bfloat16().double(), tiny_tree).float())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("rows_per_block", [1, 2, 7, 1000])
-def test_grouped_log_softmax_row_blocks_agree(darknet_9k_tree, rows_per_block):
+def test_grouped_log_softmax_row_blocks_agree(darknet_9k_tree, rows_per_block, threads, monkeypatch):
     """CPU runs in row blocks, accelerators in one block (rows_per_block >= R): both give the same values and
-    gradients, including rows that need the exact fallback."""
+    gradients, including rows that need the exact fallback; on one thread and on several (index_select or gather
+    spreads the group values)."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     tree = darknet_9k_tree
     logits = random_logits(tree, 7, 3.0)
     logits[3] *= 200

@@ -99,13 +99,27 @@ def _rows_per_block(x: Tensor) -> int:
     return max(1, _CPU_BLOCK_BYTES // (x.shape[1] * x.element_size()))
 
 
-def _block_logsumexp(x: Tensor, index: Tensor, group: Tensor, num_groups: int) -> Tensor:
+def _spread(per_group: Tensor, group: Tensor, index: Tensor, out: Tensor) -> Tensor:
+    """out[r, n] = per_group[r, group[n]]: each group's value copied to its nodes.
+
+    index_select is the cheapest on one thread but runs single-threaded on CPU; gather with the expanded index
+    splits over threads (measured on 106 x 9418 blocks, 2 threads: 23 ms against 29 ms for index_select; 1 thread:
+    44 ms against 28 ms).
+    """
+    if per_group.device.type == "cpu" and torch.get_num_threads() > 1:
+        return torch.gather(per_group, 1, index, out=out)
+    return torch.index_select(per_group, 1, group, out=out)
+
+
+def _block_logsumexp(x: Tensor, index: Tensor, group: Tensor, num_groups: int, scratch: Tensor | None = None) -> Tensor:
     """Float[b, G] log-sum-exp per group of a block of rows, exact for any logits; no autograd.
 
     exp(x) unshifted is exact whenever no group sum overflows or loses its largest term to subnormals, which the
-    sums themselves reveal; only a block where that fails pays for the per-group max shift.
+    sums themselves reveal; only a block where that fails pays for the per-group max shift. `scratch` (the block's
+    shape, or None) receives the exponentials, so a caller looping over blocks allocates them once.
     """
-    sums = x.new_zeros(x.shape[0], num_groups).scatter_add_(1, index, x.exp())
+    exps = torch.exp(x, out=scratch) if scratch is not None else x.exp()
+    sums = x.new_zeros(x.shape[0], num_groups).scatter_add_(1, index, exps)
     low, high = (float(v) for v in torch.aminmax(sums))
     if low >= _underflow_limit(x.dtype) and high < torch.inf:  # False for NaN too: the exact path keeps the NaN
         return sums.log_()
@@ -122,7 +136,9 @@ class _GroupedLogSoftmax(torch.autograd.Function):
     a fresh allocation and a pass through main memory, where a flat log_softmax is one fused kernel. Here the only
     R x N allocations are the output and the input gradient; on CPU the work runs in row blocks of about 4 MB, so
     the exp / scatter_add / index_select / subtract passes of a block hit the cache (a tiling of rows, not a loop
-    over groups: the block count depends on R * N only). The backward is log-softmax's rule applied per group:
+    over groups: the block count depends on R * N only). Block temporaries go to one scratch block allocated per
+    call: a fresh 4 MB temporary per block costs page faults, which do not parallelise (at 2 threads they made
+    index_select a third of the time). The backward is log-softmax's rule applied per group:
     d x = g - softmax * (sum of g over the group).
     """
 
@@ -131,12 +147,13 @@ class _GroupedLogSoftmax(torch.autograd.Function):
         R, N = x.shape
         out = torch.empty((R, N), dtype=x.dtype, device=x.device)
         index = group.expand(min(R, rows_per_block), N)
+        scratch = torch.empty((min(R, rows_per_block), N), dtype=x.dtype, device=x.device)
         for start in range(0, R, rows_per_block):
             block = x[start:start + rows_per_block]
             rows = block.shape[0]
-            lse = _block_logsumexp(block, index[:rows], group, num_groups)
+            lse = _block_logsumexp(block, index[:rows], group, num_groups, scratch[:rows])
             target = out[start:start + rows]
-            torch.index_select(lse, 1, group, out=target)
+            _spread(lse, group, index[:rows], target)
             torch.sub(block, target, out=target)
         ctx.save_for_backward(out, group)
         ctx.num_groups, ctx.rows_per_block = num_groups, rows_per_block
@@ -150,12 +167,15 @@ class _GroupedLogSoftmax(torch.autograd.Function):
         step = ctx.rows_per_block
         grad_in = torch.empty_like(out)
         index = group.expand(min(R, step), N)
+        scratch = torch.empty((min(R, step), N), dtype=out.dtype, device=out.device)
         for start in range(0, R, step):
             g = grad[start:start + step]
             rows = g.shape[0]
             group_grad = g.new_zeros(rows, ctx.num_groups).scatter_add_(1, index[:rows], g)
-            softmax_scaled = out[start:start + rows].exp().mul_(group_grad.index_select(1, group))
-            torch.sub(g, softmax_scaled, out=grad_in[start:start + rows])
+            target = grad_in[start:start + rows]
+            _spread(group_grad, group, index[:rows], scratch[:rows])
+            torch.exp(out[start:start + rows], out=target).mul_(scratch[:rows])   # softmax x group sum of g
+            torch.sub(g, target, out=target)
         return grad_in, None, None, None
 
 
