@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 
-import torch
-
 from yolo9000.cli import main
 
 
-def test_demo_runs_both_stages_and_writes_metrics_pictures_and_query(tmp_path, capsys):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        status = main(["demo", "--skip-tree", "--world", str(tmp_path / "world"), "--out", str(tmp_path / "run"),
-                       "--num-det", "6", "--num-cls", "11", "--num-eval", "3", "--pictures", "2",
-                       "--set", "train.max_steps=2", "--set", "model.input_size=64", "--set", "data.multiscale=[64]",
-                       "--set", "data.eval_size=64", "--set", "data.workers=0", "--set", "train.progress=false",
-                       "--set", "train.tensorboard=false"])
-    finally:
-        torch.set_num_threads(threads)
+def test_demo_runs_both_stages_and_writes_metrics_pictures_and_query(tmp_path, capsys, one_thread):
+    status = main(["demo", "--skip-tree", "--world", str(tmp_path / "world"), "--out", str(tmp_path / "run"),
+                   "--num-det", "6", "--num-cls", "11", "--num-eval", "3", "--pictures", "2",
+                   "--set", "train.max_steps=2", "--set", "model.input_size=64", "--set", "data.multiscale=[64]",
+                   "--set", "data.eval_size=64", "--set", "data.workers=0", "--set", "train.progress=false",
+                   "--set", "train.tensorboard=false"])
     out = capsys.readouterr().out
     assert status == 0
     assert "training (a)" in out and "training (b)" in out

@@ -13,13 +13,7 @@ from yolo9000.config import ConfigError, load_config
 from yolo9000.logging import read_scalars
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models gain nothing from a second thread, and OpenMP threads spinning on a busy 2-core box cost seconds.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-import torch
 from engine_data import REPO, write_config, write_dataset
 
 from yolo9000.checkpoint import load_checkpoint
@@ -14,12 +13,7 @@ from yolo9000.config import load_config
 from yolo9000.logging import read_scalars
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_train_checkpoint_resume_evaluate(tmp_path, capsys):
