@@ -73,14 +73,17 @@ def load_tree_arg(spec: str) -> WordTree:
 
 
 def load_wordnet(folder: Path | None) -> WordNet:
-    """WordNet from `folder`, else the reference data dir of `yolo9000 setup`, else NLTK's search path."""
-    if folder is None:
-        try:
-            from yolo9000.reference import wordnet_nltk_root
+    """WordNet from `folder`, else the reference data dir of `yolo9000 setup`, else NLTK's search path; the parsed
+    graph is kept in the data dir's `cache/` for the next load."""
+    cache = None
+    try:
+        from yolo9000.reference import wordnet_cache_dir, wordnet_nltk_root
+        cache = wordnet_cache_dir()
+        if folder is None:
             folder = wordnet_nltk_root()
-        except ImportError:
-            folder = None
-    return WordNet.load(folder)
+    except ImportError:  # wordtree used without the yolo9000 package
+        pass
+    return WordNet.load(folder, cache_dir=cache)
 
 
 def resolve(tree: WordTree, key: str, wordnet_dir: Path | None = None) -> list[int]:

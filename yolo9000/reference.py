@@ -4,6 +4,7 @@ Everything lands in one data dir, `$YOLO9000_HOME` (default `~/.cache/yolo9000`)
 
     <home>/nltk_data/corpora/wordnet/   WordNet 3.0 dict files + generated `lexnames`, readable by NLTK
     <home>/darknet/                     9k.tree 9k.names 9k.labels coco9k.map inet9k.map ... cfg files, sample photos
+    <home>/cache/                       the parsed WordNet noun graph (rebuilt whenever data.noun changes)
     <home>/labels/                      real label lists from PyPI wheels (timm's ILSVRC-2012 and ImageNet-22k wnids)
 
 Fetching is idempotent: a file already present is never fetched again.
@@ -299,6 +300,11 @@ def ensure_all(home: Path | None = None, wordnet_dir: Path | None = None, darkne
     ensure_darknet(home, darknet_data, log)
     ensure_label_lists(home, log)
     return home
+
+
+def wordnet_cache_dir(home: Path | None = None) -> Path:
+    """Where `WordNet.load` keeps the parsed noun graph between runs."""
+    return (home or data_home()) / "cache"
 
 
 def wordnet_nltk_root(home: Path | None = None) -> Path | None:
