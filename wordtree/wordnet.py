@@ -225,6 +225,13 @@ class WordNet:
                 out[fields[0]] = tuple(wnid_of(o) for o in offsets)
         return out
 
+    def noun_senses(self, word: str) -> tuple[str, ...]:
+        """The wnids of a word's noun senses in WordNet's sense order (most frequent first), as NLTK's
+        `synsets(word, 'n')` lists them for an exact lemma: 'crane' -> (bird, lifting device, ...). Spaces and hyphens
+        may stand for underscores; case is ignored. () when WordNet has no such noun."""
+        key = word.strip().lower().replace(" ", "_")
+        return self._sense_index.get(key) or self._sense_index.get(key.replace("-", "_"), ())
+
     def wnid_for(self, synset_name: str) -> str:
         """The wnid of an NLTK-style synset name: 'dog.n.01' -> 'n02084071'.
 
