@@ -194,3 +194,40 @@ def test_shapes_world_combined_gives_the_shapes_tree(tmp_path, capsys, wordnet):
     status, text, err = run(capsys, "data", "check", str(out / "dataset.yaml"), "--workers", "0")
     assert status == 0, text + err
     assert train_a_few_steps(out / "dataset.yaml", out / "tree.tree", tmp_path / "run") == 0
+
+
+def write_voc(root: Path, objects: list[list[tuple[str, list[int]]]], size: int = 64, seed: int = 2) -> Path:
+    """A VOC folder: Annotations/<id>.xml and JPEGImages/<id>.jpg, one image per entry of `objects`."""
+    rng = np.random.default_rng(seed)
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for k, objs in enumerate(objects):
+        name = f"{k:06d}"
+        _image(rng, size, [(box, n) for n, box in objs]).save(root / "JPEGImages" / f"{name}.jpg", quality=95)
+        xml_objects = "".join(
+            f"<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin>"
+            f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>" for n, (x1, y1, x2, y2) in objs)
+        (root / "Annotations" / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename><size><width>{size}</width><height>{size}</height>"
+            f"<depth>3</depth></size>{xml_objects}</annotation>")
+    return root
+
+
+def test_voc_and_coco_together(tmp_path, capsys, wordnet):
+    annotations, images = write_coco(tmp_path / "coco", ["dog", "motorcycle"], count=2)
+    voc = write_voc(tmp_path / "VOC2007", [[("motorbike", [4, 4, 40, 40]), ("sofa", [30, 30, 60, 60])],
+                                           [("tvmonitor", [10, 10, 50, 40])]])
+    out = tmp_path / "combined"
+    status, text, err = run(capsys, "data", "combine", "--coco", str(annotations), str(images), "--voc", str(voc),
+                            "--out", str(out))
+    assert status == 0, text + err
+    names = builtin_category_wnids(wordnet)
+    class_map = yaml.safe_load((out / "class_map.yaml").read_text())
+    # COCO's "motorcycle" and VOC's "motorbike" are one class (darknet's map), so 4 classes with boxes, not 5
+    assert class_map["motorcycle"] == class_map["motorbike"] == names["motorbike"]
+    assert "classes with boxes: 4; classes with only classification labels: 0" in text
+    assert "images: 4 detection, 0 classification; 6 boxes" in text
+    descriptor = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert [s["format"] for s in descriptor["splits"]["train"]["detection"]] == ["coco", "voc"]
+    status, text, err = run(capsys, "data", "check", str(out / "dataset.yaml"), "--workers", "0")
+    assert status == 0, text + err
