@@ -142,10 +142,12 @@ def test_unknown_names_are_written_for_the_next_run(tmp_path, capsys, wordnet):
     assert "problem: 1 category names have no wnid (qwzxv gadget): give each one in" in text
     assert yaml.safe_load((out / "names.yaml").read_text()) == {"qwzxv gadget": None}
     # the user gives a synset name; the next run reads it and the set is complete
-    (out / "names.yaml").write_text('"qwzxv gadget": gadget.n.01\n')
+    (out / "names.yaml").write_text('"qwzxv gadget": gadget.n.01\n"fire hydrant": n03346898\n')
     status, text, _ = run(capsys, "data", "combine", "--coco", str(annotations), str(images), "--out", str(out))
     assert status == 0 and "problem" not in text
     assert yaml.safe_load((out / "class_map.yaml").read_text())["qwzxv gadget"] == wordnet.wnid_for("gadget.n.01")
+    # a choice for a name this data does not have is carried over, not lost
+    assert yaml.safe_load((out / "names.yaml").read_text())["fire hydrant"] == "n03346898"
     status, text, err = run(capsys, "data", "check", str(out / "dataset.yaml"), "--workers", "0")
     assert status == 0, text + err
     # a malformed choice is a one-line error naming the file and entry

@@ -257,8 +257,10 @@ def sense(wnid: str, wordnet: WordNet) -> str:
     return f"{wordnet.synset_name(wnid)}" + (f" (a {wordnet.name(ups[0])})" if ups else "")
 
 
-def write_names_file(path: Path, choices: list[NameChoice], wordnet: WordNet) -> None:
-    """The editable YAML: every name not built in, with what was chosen and why; the next run reads it first."""
+def write_names_file(path: Path, choices: list[NameChoice], wordnet: WordNet,
+                     kept: dict[str, str | None] | None = None) -> None:
+    """The editable YAML: every name not built in, with what was chosen and why; the next run reads it first.
+    `kept`: the file's entries for names this data does not have, carried over so no choice is lost."""
     def label(w: str) -> str:
         return f"{w} {sense(w, wordnet)}"
     lines = ["# yolo9000 data combine: detection category name -> WordNet 3.0 noun (a wnid, or a synset name such as",
@@ -277,6 +279,9 @@ def write_names_file(path: Path, choices: list[NameChoice], wordnet: WordNet) ->
             c.how, f"first of {len(c.senses)} WordNet noun senses")
         lines.append(f"{key}: {c.wnid}  # {note}: {sense(c.wnid, wordnet)}"
                      + (f"; others: {', '.join(label(s) for s in others)}" if others else ""))
+    if kept:
+        lines += ["", "# not in the data of the last run; kept for the next one"]
+        lines += [f"{json.dumps(n)}: {w or 'null'}" for n, w in kept.items()]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -401,7 +406,7 @@ def combine(out: str | Path, detection: list[DetectionInput], folders: list[Path
     if top is not None:
         notes.append(f"--top {top}: {len(wanted_cls)} of {len(counts)} classification wnids kept by image count")
 
-    write_names_file(names_file, choices, wordnet)
+    write_names_file(names_file, choices, wordnet, {n: w for n, w in user.items() if n not in set(all_names)})
     class_map = {n: w for n, w in wnid_of_name.items() if w in tree}
     (out / CLASS_MAP).write_text("# detection category name -> wnid (node of tree.tree); written by yolo9000 data "
                                  "combine\n" + yaml.safe_dump(class_map, sort_keys=False, allow_unicode=True))
