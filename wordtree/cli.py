@@ -31,15 +31,12 @@ from wordtree.diff import diff
 from wordtree.io import load, read_darknet, write_darknet, write_json
 from wordtree.tree import TreeError, WordTree
 from wordtree.wordnet import WordNet, WordNetError
+from wordtree.errors import CliError  # noqa: F401  (re-exported)
 
 DARKNET_9K = "9k"
 DALMATIAN = "n02110341"
 _WNID = re.compile(r"^n\d{8}$")
 _SYNSET_NAME = re.compile(r"^.+\.n\.\d+$")
-
-
-class CliError(Exception):
-    """A user mistake, reported as one line and exit status 2."""
 
 
 # ---------------------------------------------------------------------------------------------------- resources

@@ -12,9 +12,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor
 
-
-class TreeError(ValueError):
-    """A tree breaks an invariant; the message names the line (1-based) or node and the problem."""
+from wordtree.errors import TreeError  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True, eq=False)

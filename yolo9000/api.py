@@ -35,6 +35,7 @@ from yolo9000.model.build import build_model
 from yolo9000.model.load import load_weights
 from yolo9000.reference import darknet_file
 from yolo9000.trees import load_tree
+from yolo9000.errors import AmbiguousNodeError  # noqa: F401  (re-exported)
 
 __all__ = ["AmbiguousNodeError", "Detection", "Detector", "DetectorOptions", "ImageInput", "ImageLoadError", "PathStep",
            "RandomWeightsWarning", "to_uint8_image"]
@@ -46,18 +47,6 @@ CHECKPOINT_NAME = "last.pt"
 
 class RandomWeightsWarning(UserWarning):
     """The detector runs with freshly initialised weights: its detections are meaningless."""
-
-
-class AmbiguousNodeError(KeyError):
-    """A name matches several tree nodes; `candidates` holds their indices."""
-
-    def __init__(self, key: str, candidates: list[int], tree: WordTree) -> None:
-        self.key, self.candidates = key, candidates
-        lines = [f"  {tree.wnids[i]}  {' < '.join(tree.names[j] for j in reversed(tree.path(i)))}" for i in candidates]
-        super().__init__(f"{key!r} names {len(candidates)} nodes; give a wnid:\n" + "\n".join(lines))
-
-    def __str__(self) -> str:  # KeyError would print the message repr'd, newlines escaped
-        return self.args[0]
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config key is unknown or its value is invalid; the message names the key."""
+from yolo9000.errors import ConfigError  # noqa: F401  (re-exported)
 
 
 # ----------------------------------------------------------------------------------------------------- sections

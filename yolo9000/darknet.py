@@ -27,6 +27,7 @@ from yolo9000.config import ConfigError, ModelConfig
 from yolo9000.model.build import build_model, num_outputs, validate
 from yolo9000.model.darknet19 import darknet19_layers, scale_channels
 from yolo9000.model.layers import ConvBNLeaky
+from yolo9000.errors import CfgError, DarknetError, WeightsError  # noqa: F401  (re-exported)
 
 # darknet's section names and their aliases (parser.c: string_to_layer_type), restricted to what we build.
 SECTION_ALIASES = {
@@ -50,18 +51,6 @@ LAYER_OPTIONS = {
 }
 DARKNET_9K_TREE = "9k.tree"
 DEFAULT_VERSION = (0, 2, 0)  # what darknet writes today: seen as uint64
-
-
-class DarknetError(ValueError):
-    """A darknet file is malformed or does not fit the network; the message names file, line or layer."""
-
-
-class CfgError(DarknetError):
-    """A `.cfg` problem; the message names the file, the line and the key."""
-
-
-class WeightsError(DarknetError):
-    """A `.weights` problem; the message states expected and actual sizes and the layer concerned."""
 
 
 # ----------------------------------------------------------------------------------------------------- .cfg parse

@@ -19,12 +19,9 @@ from yolo9000.api import Detector, RandomWeightsWarning
 from yolo9000.checkpoint import CheckpointError
 from yolo9000.config import ConfigError
 from yolo9000.data.images import ImageLoadError, load_image
+from yolo9000.errors import ModelLoadError  # noqa: F401  (re-exported)
 
 JSON_NAME = "detections.json"
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be built or its weights not loaded (bad config, cfg, run dir or weights)."""
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

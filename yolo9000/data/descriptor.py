@@ -38,12 +38,9 @@ from yolo9000.config import parse_overrides
 from yolo9000.data.images import image_size
 from yolo9000.data.source import ConcatSource, Source, resolve
 from yolo9000.reference import darknet_dir, data_home
+from yolo9000.errors import DescriptorError  # noqa: F401  (re-exported)
 
 FORMATS = ("coco", "imagenet", "voc", "darknet", "pack")
-
-
-class DescriptorError(ValueError):
-    """A dataset descriptor is malformed; the message names the file and key."""
 
 
 @dataclass(frozen=True)

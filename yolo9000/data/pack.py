@@ -41,15 +41,12 @@ from wordtree.io import tree_text
 from wordtree.tree import WordTree
 from yolo9000.data.images import ImageLoadError
 from yolo9000.data.source import Kind, Record, Source
+from yolo9000.errors import PackError  # noqa: F401  (re-exported)
 
 FORMAT = "yolo9000-pack"
 VERSION = 1
 KINDS: tuple[Kind, ...] = ("detection", "classification")
 _STR = h5py.string_dtype()
-
-
-class PackError(ValueError):
-    """A pack cannot be written or read as asked; the message names the file and what to do."""
 
 
 def tree_digest(tree: WordTree | None) -> str:
