@@ -75,7 +75,7 @@ def make_world(root: Path, num_images: int, seed: int = 0) -> Path:
     (root / "det.json").write_text(json.dumps({"images": images, "annotations": annotations,
                                                "categories": [{"id": k + 1, "name": n} for k, n in
                                                               enumerate(names)]}))
-    tree = load_descriptor_tree(load_descriptor(ROOT / "datasets" / "coco9k.yaml"))
+    tree = load_descriptor_tree(load_descriptor(ROOT / "yolo9000" / "datasets" / "coco9k.yaml"))
     wnids = [w for w in darknet_file("imagenet.labels.list").read_text().split()[:1000] if w in tree][:20]
     for i in range(num_images):
         image, _ = scene(rng, 375, 500)
@@ -141,7 +141,7 @@ def train_consumption(descriptor: Path, steps: int) -> dict[str, float]:
     from yolo9000.criterion import build_criterion
     from yolo9000.model.build import build_model
 
-    cfg = load_config(ROOT / "configs" / "yolo9000.yaml")
+    cfg = load_config(ROOT / "yolo9000" / "configs" / "yolo9000.yaml")
     d = load_descriptor(descriptor)
     tree = load_descriptor_tree(d)
     batch = next(iter(build_train_loader(d, tree, DataConfig(multiscale=(SIZE,), workers=0), num_batches=1)))

@@ -197,9 +197,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         flat, nine = write_world(Path(tmp), det_images=4 * args.batch, cls_images=4 * args.batch)
         configs = {
-            "yolov2": load_config(ROOT / "configs" / "yolov2.yaml", common + [
+            "yolov2": load_config(ROOT / "yolo9000" / "configs" / "yolov2.yaml", common + [
                 f"data.dataset={flat}", f"data.det_per_batch={args.batch}", "data.cls_per_batch=0"]),
-            "yolo9000": load_config(ROOT / "configs" / "yolo9000.yaml", common + [
+            "yolo9000": load_config(ROOT / "yolo9000" / "configs" / "yolo9000.yaml", common + [
                 f"data.dataset={nine}", f"data.det_per_batch={half}", f"data.cls_per_batch={args.batch - half}"]),
         }
         results = {name: measure(name, cfg, args.rounds, args.warmup, args.batch, args.size)

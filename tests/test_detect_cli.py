@@ -16,7 +16,7 @@ from yolo9000.cli import main
 from yolo9000.config import load_config, save_config, to_dict
 from yolo9000.model.build import build_model
 
-TINY = str(Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml")
+TINY = str(Path(__file__).resolve().parent.parent / "yolo9000" / "configs" / "tiny.yaml")
 # Low thresholds: the random tiny model's objectness is about .5 and its tree probabilities near uniform.
 LOW = ["--conf", "0.05"]
 

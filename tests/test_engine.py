@@ -132,6 +132,28 @@ def test_classifier_stage_then_detector_from_its_trunk(data, tmp_path):
                                         "train.max_steps=0"]), tmp_path / "full", log=_quiet)
 
 
+def test_auto_init_from_a_darknet_classifier_weights_loads_the_trunk(data, tmp_path):
+    # The default init_mode (auto) tries the whole model first; a classifier's .weights does not fit a detector, and
+    # that misfit (a darknet WeightsError) must fall back to the trunk, not end the run.
+    from yolo9000.darknet import save_darknet_weights
+    from yolo9000.model import build_model
+
+    classifier = build_model(tiny_config(data, ["model.kind=darknet19"]).model)
+    weights = save_darknet_weights(classifier, tmp_path / "darknet19.weights")
+    messages = []
+    cfg = tiny_config(data, [f"train.init={weights}", "train.max_steps=2"])
+    assert cfg.train.init_mode == "auto"
+    result = engine.train(cfg, tmp_path / "det", log=messages.append)
+    assert result.stop_reason == "max_steps" and result.steps == 2
+    assert any("does not fit the whole model" in m and "trunk only" in m for m in messages)
+    # Step 0 (no update yet) holds exactly the classifier's trunk.
+    start = engine.train(tiny_config(data, [f"train.init={weights}", "train.max_steps=0"]), tmp_path / "d0",
+                         log=_quiet)
+    detector = load_checkpoint(start.checkpoint)["model"]
+    for key, value in classifier.trunk.state_dict().items():
+        torch.testing.assert_close(detector[f"trunk.{key}"], value, rtol=0, atol=0, msg=key)
+
+
 def test_time_budget_stops_cleanly_with_a_checkpoint(data, tmp_path):
     result = engine.train(tiny_config(data, ["train.max_seconds=0", "train.max_steps=50"]), tmp_path / "t",
                           log=_quiet)
@@ -163,7 +185,7 @@ def test_stage_configs_load_build_and_chain():
     from yolo9000.model import build_model
     from yolo9000.trees import load_tree
 
-    stages = sorted((REPO / "configs" / "stages").glob("*.yaml"))
+    stages = sorted((REPO / "yolo9000" / "configs" / "stages").glob("*.yaml"))
     assert len(stages) == 5
     outs = {}
     for path in stages:
@@ -180,7 +202,7 @@ def test_stage_configs_load_build_and_chain():
         outs[path.name] = f"{cfg.train.out}/last.pt"
         if cfg.model.kind == "yolo9000":
             assert model.num_classes == 9418 and cfg.data.cls_per_batch == 4 * cfg.data.det_per_batch
-    assert load_config(REPO / "configs" / "stages" / "1_darknet19_224.yaml").model.input_size == 224
+    assert load_config(REPO / "yolo9000" / "configs" / "stages" / "1_darknet19_224.yaml").model.input_size == 224
 
 
 def test_config_base_merges_and_names_bad_bases(tmp_path):

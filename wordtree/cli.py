@@ -29,8 +29,8 @@ from wordtree.build import (DARKNET_9K_OVERRIDES, PHYSICAL_ENTITY, BuildResult, 
                             targets_9k_standin, targets_from_file, targets_from_imagenet_root)
 from wordtree.diff import diff
 from wordtree.io import load, read_darknet, write_darknet, write_json
-from wordtree.tree import TreeError, WordTree
-from wordtree.wordnet import WordNet, WordNetError
+from wordtree.tree import WordTree
+from wordtree.wordnet import WordNet
 from wordtree.errors import CliError  # noqa: F401  (re-exported)
 
 DARKNET_9K = "9k"
@@ -45,14 +45,6 @@ _SYNSET_NAME = re.compile(r"^.+\.n\.\d+$")
 def _darknet_file(name: str) -> Path:
     from yolo9000.reference import darknet_file  # lazy: wordtree itself never needs yolo9000
     return darknet_file(name)
-
-
-def _reference_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from yolo9000.reference import ReferenceDataError
-    except ImportError:  # wordtree used without the yolo9000 package
-        return ()
-    return (ReferenceDataError,)
 
 
 def load_tree_arg(spec: str) -> WordTree:
@@ -522,13 +514,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the chosen `tree` subcommand. User errors (`WordTreeError`, and the reference data's when yolo9000 is
+    installed) propagate to `yolo9000.cli.main`, which prints them as one line with exit status 2."""
     func = getattr(args, "tree_func", None)
     if func is None:
         args.tree_parser.print_help(sys.stderr)
         return 2
-    user_errors = (CliError, TreeError, WordNetError, OSError, ValueError) + _reference_errors()
-    try:
-        return func(args)
-    except user_errors as err:
-        print(f"yolo9000 tree {args.tree_command}: error: {err}", file=sys.stderr)
-        return 2
+    return func(args)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AmbiguousNodeError", "CliError", "NodeError", "TreeError", "WordNetError", "WordTreeError"]
+__all__ = ["AmbiguousNodeError", "CliError", "InputError", "NodeError", "TreeError", "WordNetError", "WordTreeError"]
 
 
 class WordTreeError(Exception):
@@ -41,3 +41,7 @@ class AmbiguousNodeError(NodeError):
         self.key, self.candidates = key, candidates
         lines = [f"  {tree.wnids[i]}  {' < '.join(tree.names[j] for j in reversed(tree.path(i)))}" for i in candidates]
         super().__init__(f"{key!r} names {len(candidates)} nodes; give a wnid:\n" + "\n".join(lines))
+
+
+class InputError(WordTreeError, ValueError):
+    """An input of the tree builder (a targets file, an overrides file, an ImageNet folder) is missing or malformed."""

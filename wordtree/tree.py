@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from wordtree.errors import TreeError  # noqa: F401  (re-exported)
+from wordtree.errors import NodeError, TreeError  # noqa: F401  (TreeError re-exported)
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,7 +185,7 @@ class WordTree:
         try:
             return self._index[wnid]
         except KeyError:
-            raise KeyError(f"wnid {wnid!r} is not in this tree ({self.num_nodes} nodes)") from None
+            raise NodeError(f"wnid {wnid!r} is not in this tree ({self.num_nodes} nodes)") from None
 
     def __contains__(self, wnid: object) -> bool:
         return wnid in self._index
@@ -199,7 +199,7 @@ class WordTree:
         if isinstance(key, int) or (isinstance(key, str) and key.lstrip("-").isdigit()):
             i = int(key)
             if not 0 <= i < self.num_nodes:
-                raise KeyError(f"node index {i} out of range 0..{self.num_nodes - 1}")
+                raise NodeError(f"node index {i} out of range 0..{self.num_nodes - 1}")
             return [i]
         if key in self._index:
             return [self._index[key]]

@@ -35,7 +35,7 @@ from yolo9000.model.build import build_model
 from yolo9000.model.load import load_weights
 from yolo9000.reference import darknet_file
 from yolo9000.trees import load_tree
-from yolo9000.errors import AmbiguousNodeError  # noqa: F401  (re-exported)
+from yolo9000.errors import AmbiguousNodeError, CheckpointError, ConfigError, NodeError  # noqa: F401
 
 __all__ = ["AmbiguousNodeError", "Detection", "Detector", "DetectorOptions", "ImageInput", "ImageLoadError", "PathStep",
            "RandomWeightsWarning", "to_uint8_image"]
@@ -84,17 +84,17 @@ class DetectorOptions:
 
     def __post_init__(self) -> None:
         if self.mode not in DECIDE_MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {DECIDE_MODES}")
+            raise ConfigError(f"mode {self.mode!r} is not one of {DECIDE_MODES}")
         if self.nms_by not in NMS_GROUPINGS:
-            raise ValueError(f"nms_by {self.nms_by!r} is not one of {NMS_GROUPINGS}")
+            raise ConfigError(f"nms_by {self.nms_by!r} is not one of {NMS_GROUPINGS}")
         if self.size is not None and (self.size <= 0 or self.size % 32):
-            raise ValueError(f"size {self.size} is not a positive multiple of 32")
+            raise ConfigError(f"size {self.size} is not a positive multiple of 32")
         if self.amp not in ("off", "bf16"):
-            raise ValueError(f"amp {self.amp!r} is not 'off' or 'bf16'")
+            raise ConfigError(f"amp {self.amp!r} is not 'off' or 'bf16'")
         if self.max_depth is not None and self.max_depth < 0:
-            raise ValueError(f"max_depth {self.max_depth} must be >= 0")
+            raise ConfigError(f"max_depth {self.max_depth} must be >= 0")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size {self.batch_size} must be >= 1")
+            raise ConfigError(f"batch_size {self.batch_size} must be >= 1")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -138,10 +138,12 @@ def _flat_names(cfg: ModelConfig, num_classes: int, names: Sequence[str] | str |
     """Class names of a flat model: given, read from a file, COCO's for an 80-class model, else None."""
     if names is not None:
         if isinstance(names, (str, Path)):
+            if not Path(names).is_file():
+                raise ConfigError(f"names file {names} does not exist (one class name per line)")
             names = [ln.strip() for ln in Path(names).read_text().splitlines() if ln.strip()]
         names = list(names)
         if len(names) != num_classes:
-            raise ValueError(f"names: {len(names)} names for a model with {num_classes} classes")
+            raise ConfigError(f"names: {len(names)} names for a model with {num_classes} classes")
         return names
     if num_classes == 80 and cfg.kind != "darknet19":
         try:
@@ -220,7 +222,7 @@ class Detector:
 
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
-            raise FileNotFoundError(f"run directory {run_dir} does not exist")
+            raise CheckpointError(f"run directory {run_dir} does not exist")
         weights = run_dir / checkpoint
         if not weights.exists():
             raise CheckpointError(f"{run_dir}: no {checkpoint} checkpoint (has this run saved one yet?)")
@@ -326,15 +328,15 @@ class Detector:
             if isinstance(node, int) or str(node).isdigit():
                 index = int(node)
                 if not 0 <= index < self.model.num_classes:
-                    raise KeyError(f"class {index} out of range 0..{self.model.num_classes - 1}")
+                    raise NodeError(f"class {index} out of range 0..{self.model.num_classes - 1}")
                 return index
             names = [n.lower() for n in (self.names or [])]
             if str(node).lower() not in names:
-                raise KeyError(f"no class named {node!r}")
+                raise NodeError(f"no class named {node!r}")
             return names.index(str(node).lower())
         matches = self.tree.resolve(node)
         if not matches:
-            raise KeyError(f"{node!r} is neither a wnid, a name nor an index of this tree ({self.tree.num_nodes} "
+            raise NodeError(f"{node!r} is neither a wnid, a name nor an index of this tree ({self.tree.num_nodes} "
                            "nodes)")
         if len(matches) > 1:
             raise AmbiguousNodeError(str(node), matches, self.tree)

@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from yolo9000.errors import USER_ERRORS
+
 # (subcommand, module, one-line help). Each module exposes `register(parser)` which adds arguments and sets
 # `func` via `parser.set_defaults(func=...)`; `func(args) -> int | None` is the exit status.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
@@ -61,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv else 2
     try:
         status = args.func(args)
+    except USER_ERRORS as err:  # a user mistake: one line naming the input; anything else is a bug (traceback)
+        command = " ".join(filter(None, (args.command, getattr(args, "data_command", None),
+                                         getattr(args, "tree_command", None))))
+        print(f"yolo9000 {command}: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -254,15 +254,16 @@ def _read_with_base(path: Path, chain: tuple[Path, ...]) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (sections model/loss/data/train) and apply `key=value` overrides.
 
+    `path` is a file or the name of a config shipped in `yolo9000/configs` (`yolo9000`, `tiny`,
+    `stages/3_yolo9000_joint`).
+
     A file may start from another with `base: other.yaml` (relative to it): its sections are merged key by key
     over the base's, so a training-stage config names only what it adds to a model config.
     """
     data: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        data = _read_with_base(path, ())
+        from yolo9000.resources import config_file
+        data = _read_with_base(config_file(path), ())
     data = _merge(data, parse_overrides(overrides))
     return from_dict(Config, data)
 

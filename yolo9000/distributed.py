@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from yolo9000.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def select_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={spec} but CUDA is not available on this machine (use auto or cpu)")
+        raise ConfigError(f"train.device={spec} but CUDA is not available on this machine (use auto or cpu)")
     return device
 
 

@@ -49,6 +49,7 @@ from yolo9000.logging import RunLogger
 from yolo9000.model import build_model
 from yolo9000.optim import build_optimizer, build_scheduler
 from yolo9000.trees import load_tree
+from yolo9000.errors import DatasetError
 
 CHECKPOINT_NAME = "last.pt"
 CONFIG_NAME = "config.yaml"
@@ -482,7 +483,7 @@ class _Trainer:
                         self._checkpoint = self._save() or self._checkpoint
                 else:
                     if yielded == 0 and resumed_at == 0:
-                        raise RuntimeError(f"{self.descriptor.source}: epoch {self.epoch} produced no batch (every "
+                        raise DatasetError(f"{self.descriptor.source}: epoch {self.epoch} produced no batch (every "
                                            "sample failed to load?)")
                     self.epoch += 1
         except KeyboardInterrupt:

@@ -11,8 +11,9 @@ from typing import Literal
 from wordtree.errors import AmbiguousNodeError, NodeError, TreeError, WordNetError, WordTreeError
 
 __all__ = ["USER_ERRORS", "AmbiguousNodeError", "CfgError", "CheckpointError", "ClassMapError", "ConfigError",
-           "DarknetError", "DescriptorError", "ImageLoadError", "ModelLoadError", "NodeError", "PackError",
-           "ReferenceDataError", "TreeError", "WeightsError", "WordNetError", "WordTreeError", "Yolo9000Error"]
+           "DarknetError", "DatasetError", "DescriptorError", "ImageLoadError", "ModelLoadError", "NodeError",
+           "PackError", "ReferenceDataError", "TreeError", "WeightsError", "WordNetError", "WordTreeError",
+           "Yolo9000Error"]
 
 ImageLoadReason = Literal["missing", "unreadable", "truncated"]
 
@@ -27,6 +28,11 @@ class ConfigError(Yolo9000Error, ValueError):
 
 class DescriptorError(Yolo9000Error, ValueError):
     """A dataset descriptor is malformed; the message names the file and key."""
+
+
+class DatasetError(Yolo9000Error, ValueError):
+    """A dataset file (annotations, image list, folder) is missing or malformed, or a split has nothing to use;
+    the message names the file and line."""
 
 
 class ClassMapError(Yolo9000Error, ValueError):

@@ -23,6 +23,7 @@ from torchvision.ops import batched_nms
 
 from wordtree.tree import WordTree
 from yolo9000.decode import decode
+from yolo9000.errors import ConfigError, DatasetError
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,7 @@ def detection_ground_truth(descriptor: Any, split: str, tree: WordTree | None
 
     specs = descriptor.split(split).detection
     if not specs:
-        raise ValueError(f"{descriptor.source}: split {split!r} has no detection images to evaluate on")
+        raise DatasetError(f"{descriptor.source}: split {split!r} has no detection images to evaluate on")
     if len(specs) == 1 and specs[0].format == "coco":
         coco = load_coco(specs[0].annotations)
         categories = [(c["id"], c["name"]) for c in sorted(coco.dataset.get("categories", []), key=lambda c: c["id"])]
@@ -355,12 +356,12 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     if categories is not None:
         unknown = sorted(set(categories) - set(names))
         if unknown:
-            raise ValueError(f"evaluate_detection: category id {unknown[0]} is not in the ground truth of "
+            raise DatasetError(f"evaluate_detection: category id {unknown[0]} is not in the ground truth of "
                              f"{descriptor.source} split {split!r} (ids: {sorted(names)[:20]})")
         mapping = {int(c): int(n) for c, n in categories.items()}
     cat_ids = sorted(mapping)
     if not cat_ids:
-        raise ValueError(f"evaluate_detection: no category of {descriptor.source} split {split!r} maps to a "
+        raise DatasetError(f"evaluate_detection: no category of {descriptor.source} split {split!r} maps to a "
                          "node of the model (give `categories`)")
     nodes = torch.tensor([mapping[c] for c in cat_ids], device=device)
     loader = build_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
@@ -443,10 +444,10 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
     size = size or cfg.data.eval_size
     if leaves is not None and not isinstance(leaves, Tensor):
         if tree is None:
-            raise ValueError("evaluate_classification: a leaf set of wnids needs a tree model")
+            raise ConfigError("evaluate_classification: a leaf set of wnids needs a tree model")
         missing = [w for w in leaves if w not in tree]
         if missing:
-            raise ValueError(f"evaluate_classification: leaf wnid {missing[0]} is not in the tree")
+            raise ConfigError(f"evaluate_classification: leaf wnid {missing[0]} is not in the tree")
         leaves = torch.tensor([tree.index(w) for w in leaves])
     loader = build_classification_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
     was_training = model.training
@@ -468,7 +469,7 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
         labels.append(batch.labels[:, 0])
     model.train(was_training)
     if not labels:
-        raise ValueError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
+        raise DatasetError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
     all_probs, all_labels = torch.cat(probs), torch.cat(labels)
     top = topk_accuracy(all_probs, all_labels, tree, ks=(1, 5), leaves=leaves)
     result: dict[str, Any] = {"images": len(all_labels), "top1": top[1], "top5": top[5], "size": size, "split": split}

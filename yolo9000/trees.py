@@ -7,6 +7,7 @@ from pathlib import Path
 from wordtree.io import load, read_darknet
 from wordtree.tree import WordTree
 from yolo9000.reference import darknet_file
+from wordtree.errors import TreeError
 
 DARKNET_9K = "9k"
 
@@ -17,7 +18,7 @@ def _load_cached(spec: str) -> WordTree:
         return read_darknet(darknet_file("9k.tree"), darknet_file("9k.names"))
     path = Path(spec).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"tree file {path} does not exist (give a .tree or .json file, or '9k' for darknet's)")
+        raise TreeError(f"tree file {path} does not exist (give a .tree or .json file, or '9k' for darknet's)")
     return load(path)
 
 

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from yolo9000.api import Detector, RandomWeightsWarning
-from yolo9000.checkpoint import CheckpointError
-from yolo9000.config import ConfigError
 from yolo9000.data.images import ImageLoadError, load_image
 from yolo9000.errors import ModelLoadError  # noqa: F401  (re-exported)
 
@@ -60,16 +58,13 @@ def build_detector(args: argparse.Namespace, **options: Any) -> Detector:
         raise ModelLoadError("--set applies to --config only")
     if args.run and args.weights:
         raise ModelLoadError("--run loads <run>/last.pt; use --config <run>/config.yaml --weights W for other weights")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RandomWeightsWarning)
-            if args.run:
-                detector = Detector.from_run(args.run, device=args.device, names=args.names, **options)
-            else:
-                detector = Detector.from_config(args.config or args.cfg, weights=args.weights, device=args.device,
-                                                overrides=args.overrides, names=args.names, **options)
-    except (ConfigError, CheckpointError, FileNotFoundError, KeyError, ValueError, OSError) as err:
-        raise ModelLoadError(str(err)) from err
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RandomWeightsWarning)
+        if args.run:
+            detector = Detector.from_run(args.run, device=args.device, names=args.names, **options)
+        else:
+            detector = Detector.from_config(args.config or args.cfg, weights=args.weights, device=args.device,
+                                            overrides=args.overrides, names=args.names, **options)
     if any(issubclass(w.category, RandomWeightsWarning) for w in caught):
         print("warning: no weights given: the model has RANDOM weights, so its detections are meaningless "
               "(pass --weights or --run)", file=sys.stderr)
@@ -103,14 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
     from yolo9000.draw import save_annotated
 
-    try:
-        detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, nms_by=args.nms_by,
-                                  hier_threshold=args.hier,
-                                  mode=args.mode, max_depth=args.max_depth, size=args.size, batch_size=args.batch,
-                                  amp=args.amp)
-    except ModelLoadError as err:
-        print(f"yolo9000 detect: {err}", file=sys.stderr)
-        return 2
+    detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, nms_by=args.nms_by,
+                              hier_threshold=args.hier,
+                              mode=args.mode, max_depth=args.max_depth, size=args.size, batch_size=args.batch,
+                              amp=args.amp)
     args.out.mkdir(parents=True, exist_ok=True)
     names = _output_names(args.images)
     results: list[dict[str, Any]] = []

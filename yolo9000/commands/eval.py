@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
-from yolo9000.checkpoint import CheckpointError
 from yolo9000.config import ConfigError, load_config
-from yolo9000.data.descriptor import DescriptorError, load_descriptor
+from yolo9000.data.descriptor import load_descriptor
 from yolo9000.distributed import select_device
 from yolo9000.engine import CHECKPOINT_NAME, CONFIG_NAME, build_trained_model
 from yolo9000.evaluate import evaluate_classification, evaluate_detection
@@ -82,39 +80,37 @@ def format_classification(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.run:
-            run_dir = Path(args.run)
-            cfg = load_config(run_dir / CONFIG_NAME, args.set)
-            weights = args.weights or run_dir / CHECKPOINT_NAME
-        else:
-            if not args.weights:
-                raise ConfigError("--config needs --weights (a checkpoint or darknet .weights)")
-            cfg = load_config(args.config, args.set)
-            weights = args.weights
-        dataset = args.data or cfg.data.dataset
-        if dataset is None:
-            raise ConfigError("no dataset: give --data datasets/x.yaml (the config has no data.dataset)")
-        descriptor = load_descriptor(dataset, args.data_set)
-        device = select_device(args.device or cfg.train.device)
-        model = build_trained_model(cfg, weights, device)
-        leaves = None
-        if args.leaves:
-            leaves = [line.split()[0] for line in Path(args.leaves).read_text().splitlines() if line.strip()]
-        out: dict[str, Any] = {}
-        if cfg.model.kind != "darknet19":
-            out["detection"] = evaluate_detection(model, cfg, descriptor, args.split, size=args.size,
-                                                  train_split=args.train_split, batch_size=args.batch_size,
-                                                  progress=True)
-            print(format_detection(out["detection"]))
-        if cfg.model.kind == "darknet19" or args.classification:
-            out["classification"] = evaluate_classification(model, cfg, descriptor, args.split, size=args.size,
-                                                            leaves=leaves, batch_size=args.batch_size,
-                                                            progress=True)
-            print(format_classification(out["classification"]))
-    except (ConfigError, DescriptorError, CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"yolo9000 eval: {err}", file=sys.stderr)
-        return 2
+    if args.run:
+        run_dir = Path(args.run)
+        cfg = load_config(run_dir / CONFIG_NAME, args.set)
+        weights = args.weights or run_dir / CHECKPOINT_NAME
+    else:
+        if not args.weights:
+            raise ConfigError("--config needs --weights (a checkpoint or darknet .weights)")
+        cfg = load_config(args.config, args.set)
+        weights = args.weights
+    dataset = args.data or cfg.data.dataset
+    if dataset is None:
+        raise ConfigError("no dataset: give --data datasets/x.yaml (the config has no data.dataset)")
+    descriptor = load_descriptor(dataset, args.data_set)
+    device = select_device(args.device or cfg.train.device)
+    model = build_trained_model(cfg, weights, device)
+    leaves = None
+    if args.leaves:
+        if not Path(args.leaves).is_file():
+            raise ConfigError(f"--leaves {args.leaves} does not exist (one wnid per line)")
+        leaves = [line.split()[0] for line in Path(args.leaves).read_text().splitlines() if line.strip()]
+    out: dict[str, Any] = {}
+    if cfg.model.kind != "darknet19":
+        out["detection"] = evaluate_detection(model, cfg, descriptor, args.split, size=args.size,
+                                              train_split=args.train_split, batch_size=args.batch_size,
+                                              progress=True)
+        print(format_detection(out["detection"]))
+    if cfg.model.kind == "darknet19" or args.classification:
+        out["classification"] = evaluate_classification(model, cfg, descriptor, args.split, size=args.size,
+                                                        leaves=leaves, batch_size=args.batch_size,
+                                                        progress=True)
+        print(format_classification(out["classification"]))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2, default=float))

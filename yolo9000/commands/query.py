@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from yolo9000.api import AmbiguousNodeError, Detection, Detector
-from yolo9000.commands.detect import ModelLoadError, add_inference_arguments, add_model_arguments, build_detector
+from yolo9000.api import Detection, Detector
+from yolo9000.commands.detect import add_inference_arguments, add_model_arguments, build_detector
 from yolo9000.data.images import ImageLoadError, load_image
 
 
@@ -71,23 +71,10 @@ def _node_block(detector: Detector, detections: Sequence[Detection], node: int) 
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, nms_by=args.nms_by,
-                                  hier_threshold=args.threshold,
-                                  mode=args.mode, max_depth=args.depth, size=args.size, amp=args.amp)
-    except (ModelLoadError, ValueError) as err:
-        print(f"yolo9000 query: {err}", file=sys.stderr)
-        return 2
-    node = None
-    if args.node is not None:
-        try:
-            node = detector.resolve_node(args.node)
-        except AmbiguousNodeError as err:
-            print(f"yolo9000 query: --node {err}", file=sys.stderr)
-            return 2
-        except KeyError as err:
-            print(f"yolo9000 query: --node: {err.args[0]}", file=sys.stderr)
-            return 2
+    detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, nms_by=args.nms_by,
+                              hier_threshold=args.threshold,
+                              mode=args.mode, max_depth=args.depth, size=args.size, amp=args.amp)
+    node = None if args.node is None else detector.resolve_node(args.node)
     try:
         image = load_image(args.image)
     except ImageLoadError as err:

@@ -140,16 +140,13 @@ def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> Dat
     """Parse a dataset descriptor and apply `key=value` overrides.
 
     Args:
-        path: the yaml file (a bare name such as `shapes` is looked up in the repository's `datasets/`).
+        path: the yaml file (a bare name such as `shapes` names one shipped in `yolo9000/datasets`).
         overrides: dotted `key=value` strings, values parsed as YAML.
     Raises:
         DescriptorError: naming the file and key on any malformed entry.
     """
-    path = Path(path)
-    if not path.exists() and not path.suffix:
-        path = Path(__file__).resolve().parents[2] / "datasets" / f"{path}.yaml"
-    if not path.exists():
-        raise DescriptorError(f"dataset descriptor {path} does not exist")
+    from yolo9000.resources import dataset_file
+    path = dataset_file(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
