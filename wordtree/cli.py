@@ -4,7 +4,7 @@
     yolo9000 tree stats FILE
     yolo9000 tree diff A B
     yolo9000 tree show WNID|NAME [--tree FILE]
-    yolo9000 tree query --logits FILE.npy|- [--tree FILE] [--threshold T]
+    yolo9000 tree query --logits FILE.npy|- [--tree FILE] [--hier T] [--json [FILE]]
     yolo9000 tree plot WNID|NAME --out PNG [--depth K] [--tree FILE]
 
 A tree argument is `9k` (darknet's 9k.tree from the reference data), a darknet `.tree` file (its `.names` beside it
@@ -359,14 +359,17 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise CliError(f"logits have {logits.shape[-1]} values per row but tree {args.tree} has {tree.num_nodes} "
                        "nodes (one logit per node, in tree order)")
     if not 0.0 <= args.threshold <= 1.0:
-        raise CliError(f"--threshold {args.threshold} must lie in [0, 1]")
+        raise CliError(f"--hier {args.threshold} must lie in [0, 1]")
     rows = range(logits.shape[0]) if args.row is None else [args.row]
     if args.row is not None and not 0 <= args.row < logits.shape[0]:
         raise CliError(f"--row {args.row} out of range: the logits have {logits.shape[0]} rows")
     results = [query_row(tree, logits[r], args.threshold, args.top) for r in rows]
     if args.json:
-        print(json.dumps(results[0] if len(results) == 1 else results, indent=1))
-        return 0
+        text = json.dumps(results[0] if len(results) == 1 else results, indent=1)
+        if args.json == "-":
+            print(text)
+            return 0
+        Path(args.json).write_text(text + "\n")
     for r, result in zip(rows, results):
         if len(results) > 1:
             print(f"row {r}:")
@@ -494,10 +497,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--logits", required=True, metavar="FILE.npy|-",
                    help="one logit per node: a .npy array [N] or [R, N], a text file, or '-' for numbers on stdin")
     p.add_argument("--tree", default=DARKNET_9K, metavar="FILE", help=tree_help + " (default 9k)")
-    p.add_argument("--threshold", type=float, default=0.5, help="darknet's hier_thresh (default 0.5)")
+    p.add_argument("--hier", dest="threshold", type=float, default=0.5,
+                   help="tree decision threshold, darknet's hier_thresh (default 0.5)")
     p.add_argument("--top", type=int, default=5, metavar="K", help="top-K leaves to list")
     p.add_argument("--row", type=int, metavar="R", help="only this row of a [R, N] array")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="the results as JSON: on stdout instead of the text, or written to FILE")
     p.set_defaults(tree_func=cmd_query)
 
     p = sub.add_parser("plot", help="draw a subtree to PNG (networkx + matplotlib)")

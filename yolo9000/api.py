@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,29 @@ class RandomWeightsWarning(UserWarning):
     """The detector runs with freshly initialised weights: its detections are meaningless."""
 
 
+def unit_interval(value: float, name: str) -> None:
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name}: {value} is not in [0, 1]")
+
+
+def positive_multiple_of_32(value: int, name: str) -> None:
+    if value <= 0 or value % 32:
+        raise ConfigError(f"{name}: {value} is not a positive multiple of 32")
+
+
+def at_least(low: int) -> Callable[[int, str], None]:
+    def check(value: int, name: str) -> None:
+        if value < low:
+            raise ConfigError(f"{name}: {value} must be >= {low}")
+    return check
+
+
+def _option(default: Any, flag: str, help: str, check: Callable[[Any, str], None] | None = None,
+            choices: Sequence[str] | None = None) -> Any:
+    """A DetectorOptions field with its command-line flag, help, and the check both the CLI and the API apply."""
+    return field(default=default, metadata={"flag": flag, "help": help, "check": check, "choices": choices})
+
+
 @dataclass(frozen=True)
 class DetectorOptions:
     """Inference options.
@@ -70,31 +93,32 @@ class DetectorOptions:
         channels_last: run the network in channels_last memory format (faster convolutions on CPU and GPU).
     """
 
-    conf_threshold: float = 0.25
-    nms_iou: float = 0.45
-    nms_by: str = "root"
-    hier_threshold: float = 0.5
-    mode: str = "paper"
-    max_depth: int | None = None
-    size: int | None = None
-    max_detections: int = 100
-    batch_size: int = 8
-    amp: str = "off"
+    # Each option carries its command-line flag and help; `yolo9000.commands.options` generates the flags of
+    # `detect`, `query` and `eval` from these fields, so the vocabulary is written once, here.
+    conf_threshold: float = _option(0.25, "--conf", "score threshold: objectness x P(decided node)", unit_interval)
+    nms_iou: float = _option(0.45, "--nms", "NMS IoU threshold", unit_interval)
+    nms_by: str = _option("root", "--nms-by", "which boxes compete in NMS: decided nodes under one tree root, the "
+                          "same node (darknet's per-class NMS), or all", choices=NMS_GROUPINGS)
+    hier_threshold: float = _option(0.5, "--hier", "tree decision threshold (darknet -hier; lower = more specific)",
+                                    unit_interval)
+    mode: str = _option("paper", "--mode", "tree decision walk: the paper's product of conditionals, or darknet's "
+                        "exact rule", choices=DECIDE_MODES)
+    max_depth: int | None = _option(None, "--depth", "decide no deeper than this tree depth (0 = roots)",
+                                    at_least(0))
+    size: int | None = _option(None, "--size", "input size, a multiple of 32 (default: the config's)",
+                               positive_multiple_of_32)
+    max_detections: int = _option(100, "--max-detections", "detections kept per image", at_least(1))
+    batch_size: int = _option(8, "--batch", "images per forward pass", at_least(1))
+    amp: str = _option("off", "--amp", "bf16 autocast for the network", choices=("off", "bf16"))
     channels_last: bool = True
 
     def __post_init__(self) -> None:
-        if self.mode not in DECIDE_MODES:
-            raise ConfigError(f"mode {self.mode!r} is not one of {DECIDE_MODES}")
-        if self.nms_by not in NMS_GROUPINGS:
-            raise ConfigError(f"nms_by {self.nms_by!r} is not one of {NMS_GROUPINGS}")
-        if self.size is not None and (self.size <= 0 or self.size % 32):
-            raise ConfigError(f"size {self.size} is not a positive multiple of 32")
-        if self.amp not in ("off", "bf16"):
-            raise ConfigError(f"amp {self.amp!r} is not 'off' or 'bf16'")
-        if self.max_depth is not None and self.max_depth < 0:
-            raise ConfigError(f"max_depth {self.max_depth} must be >= 0")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size {self.batch_size} must be >= 1")
+        for f in dataclasses.fields(self):
+            value, check, choices = getattr(self, f.name), f.metadata.get("check"), f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(map(repr, choices))}")
+            if check is not None and value is not None:
+                check(value, f.name)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -109,12 +109,6 @@ class RegionLoss(nn.Module):
             raise ValueError("RegionLoss: give a tree (hierarchical model) or num_classes (flat model)")
         if tree is not None and num_classes is not None and num_classes != tree.num_nodes:
             raise ValueError(f"RegionLoss: num_classes={num_classes} but the tree has {tree.num_nodes} nodes")
-        if cfg.classification_objectness not in ("paper", "darknet"):
-            raise ValueError(f"loss.classification_objectness: {cfg.classification_objectness!r} is not "
-                             f"'paper' or 'darknet'")
-        if cfg.classification_match not in ("label", "objectness"):
-            raise ValueError(f"loss.classification_match: {cfg.classification_match!r} is not "
-                             f"'label' or 'objectness'")
         self.register_buffer("anchors", anchors)
         self.cfg = cfg
         self.tree = tree

@@ -11,6 +11,7 @@ Exit codes: 0 ok, 1 `check` found errors, 2 bad input (message on stderr).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     _descriptor_args(check)
     check.add_argument("--split", action="append", help="split to scan (repeatable; default: every split)")
     check.add_argument("--workers", type=int, default=2, help="processes decoding images (default 2)")
-    check.add_argument("--json", type=Path, help="also write the report as JSON here")
+    check.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                       help="the report as JSON: on stdout instead of the text, or written to FILE")
     check.set_defaults(func=run_check)
 
     pack = sub.add_parser("pack", help="pack a split (image bytes + annotations + tree) into one HDF5 file")
@@ -70,8 +72,11 @@ def run_check(args: argparse.Namespace) -> int:
     for split in args.split or []:
         descriptor.split(split)  # unknown split names fail before any scanning
     report = check_dataset(descriptor, tree, args.split, workers=args.workers, progress=args.progress)
-    print(report.format())
-    if args.json:
+    if args.json == "-":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.format())
+    if args.json not in (None, "-"):
         write_json(report, args.json)
     return report.exit_code
 
