@@ -32,9 +32,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from yolo9000.config import DataConfig, load_config
-from yolo9000.data.descriptor import build_detection, load_descriptor, load_descriptor_tree
+from yolo9000.data.descriptor import build_detection, load_descriptor, load_descriptor_tree, pack_split
 from yolo9000.data.loader import build_train_loader
-from yolo9000.data.pack import pack_split
 from yolo9000.data.transforms import TrainTransform
 from yolo9000.reference import darknet_file
 

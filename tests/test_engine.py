@@ -10,6 +10,7 @@ from engine_data import REPO, tiny_config, write_dataset
 from yolo9000 import engine
 from yolo9000.checkpoint import load_checkpoint
 from yolo9000.config import ConfigError, load_config
+from yolo9000.device import resolve_amp
 from yolo9000.logging import read_scalars
 
 
@@ -227,4 +228,4 @@ def test_bf16_autocast_and_channels_last_on_cpu(data, tmp_path):
     # Weights stay float32 (autocast computes in bf16, the optimizer updates float32 masters).
     assert all(v.dtype in (torch.float32, torch.int64) for v in load_checkpoint(result.checkpoint)["model"].values())
     expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
-    assert engine.resolve_amp(torch.device("cpu"), "auto") == expected
+    assert resolve_amp(torch.device("cpu"), "auto") == expected

@@ -30,6 +30,7 @@ from wordtree.tree import WordTree
 from yolo9000.config import Config, ConfigError, ModelConfig, from_dict, load_config
 from yolo9000.data.images import ImageLoadError, _pil_to_rgb, load_image
 from yolo9000.data.transforms import letterbox
+from yolo9000.device import select_device
 from yolo9000.decode import NMS_GROUPINGS, Detection, PathStep, postprocess
 from yolo9000.model.build import build_model
 from yolo9000.model.load import load_weights
@@ -121,13 +122,6 @@ class DetectorOptions:
                 check(value, f.name)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def to_uint8_image(image: ImageInput) -> Tensor:
     """Any supported image input as UInt8[3, H, W] RGB.
 
@@ -200,7 +194,7 @@ class Detector:
             options["size"] = config.input_size
         self.options = DetectorOptions(**options)
         self.config = config
-        self.device = resolve_device(device)
+        self.device = select_device(device)
         self.tree = tree.to("cpu") if tree is not None else None          # names, paths, queries
         self._device_tree = tree.to(self.device) if tree is not None else None  # postprocess
         self.names = list(names) if names is not None else None

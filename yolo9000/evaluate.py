@@ -23,6 +23,7 @@ from torchvision.ops import batched_nms
 
 from wordtree.tree import WordTree
 from yolo9000.decode import decode
+from yolo9000.device import autocast
 from yolo9000.errors import ConfigError, DatasetError
 
 
@@ -247,7 +248,6 @@ def _model_device(model: torch.nn.Module, device: torch.device | str | None) -> 
 
 
 def _forward(model: torch.nn.Module, images: Tensor, cfg: Any, device: torch.device) -> Tensor:
-    from yolo9000.engine import autocast
     images = images.to(device, non_blocking=True)
     if cfg.train.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)

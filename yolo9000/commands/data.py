@@ -82,7 +82,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from yolo9000.data.pack import pack_split
+    from yolo9000.data.descriptor import pack_split
     descriptor, tree = _load(args)
     summary = pack_split(descriptor, args.split, args.out, tree, progress=args.progress, threads=args.threads,
                          overwrite=args.overwrite)

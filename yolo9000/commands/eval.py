@@ -18,7 +18,7 @@ from typing import Any
 from yolo9000.commands.options import add_json_argument, add_option_arguments, emit_json
 from yolo9000.config import ConfigError, load_config
 from yolo9000.data.descriptor import load_descriptor
-from yolo9000.distributed import select_device
+from yolo9000.device import select_device
 from yolo9000.engine import CHECKPOINT_NAME, CONFIG_NAME, build_trained_model
 from yolo9000.evaluate import evaluate_classification, evaluate_detection
 
