@@ -68,9 +68,11 @@ def at_least(low: int) -> Callable[[int, str], None]:
 
 
 def _option(default: Any, flag: str, help: str, check: Callable[[Any, str], None] | None = None,
-            choices: Sequence[str] | None = None) -> Any:
-    """A DetectorOptions field with its command-line flag, help, and the check both the CLI and the API apply."""
-    return field(default=default, metadata={"flag": flag, "help": help, "check": check, "choices": choices})
+            choices: Sequence[str] | None = None, unset: str | None = None) -> Any:
+    """A DetectorOptions field with its command-line flag, help, and the check both the CLI and the API apply;
+    `unset` says what a None default means."""
+    return field(default=default, metadata={"flag": flag, "help": help, "check": check, "choices": choices,
+                                            "unset": unset})
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,9 @@ class DetectorOptions:
     mode: str = _option("paper", "--mode", "tree decision walk: the paper's product of conditionals, or darknet's "
                         "exact rule", choices=DECIDE_MODES)
     max_depth: int | None = _option(None, "--depth", "decide no deeper than this tree depth (0 = roots)",
-                                    at_least(0))
-    size: int | None = _option(None, "--size", "input size, a multiple of 32 (default: the config's)",
-                               positive_multiple_of_32)
+                                    at_least(0), unset="no cap")
+    size: int | None = _option(None, "--size", "input size, a multiple of 32", positive_multiple_of_32,
+                               unset="the config's")
     max_detections: int = _option(100, "--max-detections", "detections kept per image", at_least(1))
     batch_size: int = _option(8, "--batch", "images per forward pass", at_least(1))
     amp: str = _option("off", "--amp", "bf16 autocast for the network", choices=("off", "bf16"))

@@ -28,8 +28,14 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+VOCABULARY = ("detect, query and eval share one vocabulary (yolo9000.api.DetectorOptions): --conf, --nms, --hier, "
+              "--mode, --depth, --max-detections, --batch, --size, --device, and --json [FILE] (JSON on stdout, or "
+              "written to FILE). --config and --data take a shipped name (yolo9000, tiny; shapes, coco) or a path. "
+              "A user error prints one line, 'yolo9000 COMMAND: error: ...', and exits 2.")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yolo9000", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="yolo9000", description=__doc__.splitlines()[0], epilog=VOCABULARY)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = None
     if argv:

@@ -49,7 +49,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, only: set[str] | None 
         if flag is None or (only is not None and f.name not in only):
             continue
         default = (defaults or {}).get(f.name, f.default)
-        shown = "the config's" if default is None else default
+        shown = f.metadata.get("unset") if default is None else default
         choices = f.metadata.get("choices")
         kwargs: dict[str, Any] = {"choices": choices} if choices else {
             "type": _parser(hints[f.name], f.metadata.get("check"), flag), "metavar": "N"}
