@@ -160,8 +160,8 @@ def test_bad_settings_are_named(data, tmp_path):
 
 def test_stage_configs_load_build_and_chain():
     from yolo9000.data.descriptor import load_descriptor
-    from yolo9000.model import build_model
-    from yolo9000.trees import load_tree
+    from yolo9000.builder import build_model
+    from wordtree.io import load_tree
 
     stages = sorted((REPO / "configs" / "stages").glob("*.yaml"))
     assert len(stages) == 5
