@@ -11,10 +11,9 @@ Names are imported on first use, so `import wordtree` stays fast.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from wordtree._lazy import lazy_exports
 
-_EXPORTS = {
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "wordtree.tree": ("WordTree", "TreeBuffers", "TreeError", "NodeError", "AmbiguousNodeError"),
     "wordtree.build": ("build_tree", "BuildResult", "Overrides"),
     "wordtree.io": ("load_tree", "load", "read_darknet", "write_darknet", "read_json", "write_json", "read_map",
@@ -22,18 +21,4 @@ _EXPORTS = {
     "wordtree.ops": ("grouped_log_softmax", "absolute_log_probs", "absolute_probs", "tree_nll", "decide",
                      "decision_path", "subtree_prob", "topk_leaves"),
     "wordtree.wordnet": ("WordNet", "WordNetError"),
-}
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'wordtree' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+})

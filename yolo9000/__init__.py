@@ -9,15 +9,14 @@ Names are imported on first use, so `import yolo9000` stays fast.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from wordtree._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "yolo9000.api": ("Detector", "DetectorOptions", "RandomWeightsWarning"),
     "yolo9000.builder": ("build", "build_model", "build_criterion", "build_postprocess", "resolve_config",
-                       "resolve_model_config", "TRUNKS"),
+                         "resolve_model_config", "TRUNKS"),
     "yolo9000.config": ("Config", "ModelConfig", "LossConfig", "DataConfig", "TrainConfig", "ConfigError",
                         "load_config", "save_config"),
     "yolo9000.engine": ("train", "TrainResult"),
@@ -25,18 +24,4 @@ _EXPORTS = {
     "yolo9000.postprocess": ("PostProcess", "DecisionScorer", "CategoryScorer", "Detection", "PathStep", "Kept"),
     "yolo9000.decode": ("decode",),
     "yolo9000.model.load": ("load_weights", "WeightsError"),
-}
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'yolo9000' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+})

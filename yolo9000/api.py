@@ -26,14 +26,14 @@ from PIL import Image
 from torch import Tensor
 
 from wordtree.io import load_tree
-from wordtree.ops import DECIDE_MODES, subtree_prob
+from wordtree.ops import subtree_prob
 from wordtree.tree import AmbiguousNodeError
 from yolo9000.builder import build_model, build_postprocess
 from yolo9000.config import Config, ConfigError, ModelConfig, from_dict, load_config
 from yolo9000.data.images import ImageLoadError, _pil_to_rgb, load_image
 from yolo9000.data.transforms import letterbox
 from yolo9000.model.load import load_weights
-from yolo9000.postprocess import NMS_GROUPINGS, Detection, PathStep, PostProcess
+from yolo9000.postprocess import DecisionScorer, Detection, PathStep, PostProcess
 from yolo9000.reference import darknet_file
 
 __all__ = ["AmbiguousNodeError", "Detection", "Detector", "DetectorOptions", "ImageInput", "ImageLoadError", "PathStep",
@@ -82,16 +82,11 @@ class DetectorOptions:
     channels_last: bool = True
 
     def __post_init__(self) -> None:
-        if self.mode not in DECIDE_MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {DECIDE_MODES}")
-        if self.nms_by not in NMS_GROUPINGS:
-            raise ValueError(f"nms_by {self.nms_by!r} is not one of {NMS_GROUPINGS}")
+        DecisionScorer(None, self.hier_threshold, self.mode, self.max_depth, self.nms_by)  # checks the walk's
         if self.size is not None and (self.size <= 0 or self.size % 32):
             raise ValueError(f"size {self.size} is not a positive multiple of 32")
         if self.amp not in ("off", "bf16"):
             raise ValueError(f"amp {self.amp!r} is not 'off' or 'bf16'")
-        if self.max_depth is not None and self.max_depth < 0:
-            raise ValueError(f"max_depth {self.max_depth} must be >= 0")
         if self.batch_size < 1:
             raise ValueError(f"batch_size {self.batch_size} must be >= 1")
 
