@@ -137,8 +137,7 @@ def stage_costs(descriptor: Path, count: int = 24) -> dict[str, float]:
 
 def train_consumption(descriptor: Path, steps: int) -> dict[str, float]:
     """Images/s of YOLO9000 training steps (batch 8 at 416) on this machine."""
-    from yolo9000.criterion import build_criterion
-    from yolo9000.model.build import build_model
+    from yolo9000.builder import build_criterion, build_model
 
     cfg = load_config(ROOT / "yolo9000" / "configs" / "yolo9000.yaml")
     d = load_descriptor(descriptor)
@@ -146,7 +145,7 @@ def train_consumption(descriptor: Path, steps: int) -> dict[str, float]:
     batch = next(iter(build_train_loader(d, tree, DataConfig(multiscale=(SIZE,), workers=0), num_batches=1)))
     torch.manual_seed(0)
     model = build_model(cfg.model).train().to(memory_format=torch.channels_last)
-    criterion = build_criterion(cfg.model, cfg.loss, model, tree)
+    criterion = build_criterion(cfg.model, cfg.loss)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     images = batch.images.contiguous(memory_format=torch.channels_last)
     times = []

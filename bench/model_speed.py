@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo9000.config import load_config  # noqa: E402
-from yolo9000.model import build_model  # noqa: E402
+from yolo9000.builder import build_model  # noqa: E402
 from yolo9000.model.inference import prepare_for_inference  # noqa: E402
 from yolo9000.model.summary import summarize  # noqa: E402
 

@@ -42,12 +42,12 @@ sys.path.insert(0, str(ROOT))
 
 from yolo9000.config import Config, load_config  # noqa: E402
 from yolo9000.distributed import init_distributed  # noqa: E402
+from yolo9000.builder import build_model  # noqa: E402
 from yolo9000.device import autocast, resolve_amp  # noqa: E402
 from yolo9000.engine import _Trainer  # noqa: E402
-from yolo9000.model import build_model  # noqa: E402
 from yolo9000.model.summary import summarize  # noqa: E402
 from yolo9000.reference import darknet_file  # noqa: E402
-from yolo9000.trees import load_tree  # noqa: E402
+from wordtree.io import load_tree  # noqa: E402
 
 TARGET = 0.15
 # The GPU plan: H100 SXM dense bf16 tensor-core peak, and the fraction of it a Darknet-19-style network (3x3

@@ -17,7 +17,7 @@ from yolo9000.api import AmbiguousNodeError, Detector, RandomWeightsWarning
 from yolo9000.errors import CheckpointError
 from yolo9000.checkpoint import save_checkpoint
 from yolo9000.config import load_config, save_config, to_dict
-from yolo9000.model.build import build_model
+from yolo9000.builder import build_model
 from yolo9000.model.load import WeightsError, load_weights
 
 TINY = Path(__file__).resolve().parent.parent / "yolo9000" / "configs" / "tiny.yaml"
@@ -138,7 +138,7 @@ def test_resolve_node_errors(tmp_path):
         det = Detector.from_config(TINY, overrides=[f"model.tree={path}"], device="cpu")
     with pytest.raises(AmbiguousNodeError, match="'car' names 2 nodes") as err:
         det.resolve_node("car")
-    assert err.value.candidates == [2, 3] and "c1  car < vehicle" in str(err.value)
+    assert err.value.candidates == [2, 3] and "c1 car < vehicle" in str(err.value)
     assert det.resolve_node("c2") == 3
     with pytest.raises(KeyError, match="neither a wnid"):
         det.resolve_node("boat")

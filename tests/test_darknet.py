@@ -12,7 +12,7 @@ import torch
 from yolo9000.config import load_config
 from yolo9000.darknet import (CfgError, WeightsError, cfg_text, config_from_cfg, darknet_convs, expected_floats,
                               load_darknet_trunk, load_darknet_weights, parse_cfg, save_darknet_weights, write_cfg)
-from yolo9000.model import build_model
+from yolo9000.builder import build_model
 from yolo9000.reference import darknet_file
 
 REFERENCE = {"yolov2": "yolov2", "yolo9000": "yolo9000",

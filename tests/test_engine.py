@@ -137,7 +137,7 @@ def test_auto_init_from_a_darknet_classifier_weights_loads_the_trunk(data, tmp_p
     # The default init_mode (auto) tries the whole model first; a classifier's .weights does not fit a detector, and
     # that misfit (a darknet WeightsError) must fall back to the trunk, not end the run.
     from yolo9000.darknet import save_darknet_weights
-    from yolo9000.model import build_model
+    from yolo9000.builder import build_model
 
     classifier = build_model(tiny_config(data, ["model.kind=darknet19"]).model)
     weights = save_darknet_weights(classifier, tmp_path / "darknet19.weights")
@@ -183,8 +183,8 @@ def test_bad_settings_are_named(data, tmp_path):
 
 def test_stage_configs_load_build_and_chain():
     from yolo9000.data.descriptor import load_descriptor
-    from yolo9000.model import build_model
-    from yolo9000.trees import load_tree
+    from yolo9000.builder import build_model
+    from wordtree.io import load_tree
 
     stages = sorted((REPO / "yolo9000" / "configs" / "stages").glob("*.yaml"))
     assert len(stages) == 5

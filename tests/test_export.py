@@ -10,7 +10,7 @@ import torch
 from yolo9000.cli import main
 from yolo9000.config import load_config
 from yolo9000.darknet import model_from_cfg, save_darknet_weights
-from yolo9000.model import build_model
+from yolo9000.builder import build_model
 
 onnx = pytest.importorskip("onnx")  # a dev dependency (pyproject `dev` extra)
 onnxruntime = pytest.importorskip("onnxruntime")

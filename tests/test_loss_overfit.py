@@ -24,7 +24,7 @@ from yolo9000.config import LossConfig, load_config
 from yolo9000.data.collate import Batch
 from yolo9000.decode import decode
 from yolo9000.loss import RegionLoss
-from yolo9000.model.build import build_model
+from yolo9000.builder import build_model
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "yolo9000" / "configs" / "tiny.yaml"
 SIZE = 128

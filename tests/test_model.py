@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from yolo9000.config import ConfigError, ModelConfig, load_config
-from yolo9000.model import DarknetBatchNorm2d, MaxPoolDarknet, Reorg, build_model
+from yolo9000.builder import build_model
+from yolo9000.model import DarknetBatchNorm2d, MaxPoolDarknet, Reorg
 from yolo9000.model.summary import summarize
 
 # The paper's Table 6 written out independently of yolo9000.model.darknet19: (filters, size) or "M" for max-pool.

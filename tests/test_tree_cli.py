@@ -192,7 +192,7 @@ def test_plot_writes_a_png(capsys, tiny_files):
 
 def test_plot_errors(capsys, tiny_files):
     assert_one_line_error(*run(capsys, "plot", "car", "--out", str(tiny_files / "c.png"))[::2],
-                          "3 nodes are named 'car'", "give the wnid")
+                          "'car' names 3 nodes", "give a wnid")
     assert_one_line_error(*run(capsys, "plot", "no such thing", "--out", str(tiny_files / "c.png"))[::2],
                           "no node named")
     assert not (tiny_files / "c.png").exists()

@@ -28,12 +28,11 @@ import torch
 from wordtree.build import (DARKNET_9K_OVERRIDES, PHYSICAL_ENTITY, BuildResult, Overrides, build_tree,
                             targets_9k_standin, targets_from_file, targets_from_imagenet_root)
 from wordtree.diff import diff
-from wordtree.io import load, read_darknet, write_darknet, write_json
+from wordtree.errors import CliError  # noqa: F401  (re-exported)
+from wordtree.io import DARKNET_9K, load_tree, write_darknet, write_json
 from wordtree.tree import WordTree
 from wordtree.wordnet import WordNet
-from wordtree.errors import CliError  # noqa: F401  (re-exported)
 
-DARKNET_9K = "9k"
 DALMATIAN = "n02110341"
 _WNID = re.compile(r"^n\d{8}$")
 _SYNSET_NAME = re.compile(r"^.+\.n\.\d+$")
@@ -47,18 +46,6 @@ def _darknet_file(name: str) -> Path:
     return darknet_file(name)
 
 
-def load_tree_arg(spec: str) -> WordTree:
-    """`9k` (darknet's tree), a `.tree` or a `.json` file.
-
-    Raises:
-        CliError: for a missing file; TreeError for a malformed one (both exit 2).
-    """
-    if spec == DARKNET_9K:
-        return read_darknet(_darknet_file("9k.tree"), _darknet_file("9k.names"))
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise CliError(f"tree file {spec} does not exist (give a .tree or .json file, or '9k' for darknet's tree)")
-    return load(path)
 
 
 def load_wordnet(folder: Path | None) -> WordNet:
@@ -72,43 +59,14 @@ def load_wordnet(folder: Path | None) -> WordNet:
     return WordNet.load(folder)
 
 
-def resolve(tree: WordTree, key: str, wordnet_dir: Path | None = None) -> list[int]:
-    """Nodes named by `key`: a node index, a wnid, an NLTK synset name (`dog.n.01`) or a display name.
+class _LazyWordNet:
+    """WordNet loaded only when a synset name has to be resolved (`WordTree.resolve`)."""
 
-    Names are not unique, so a name may give several nodes (all are returned, in tree order).
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
 
-    Raises:
-        CliError: when nothing matches, with close names as suggestions.
-    """
-    if key.isdigit():
-        if int(key) >= tree.num_nodes:
-            raise CliError(f"node index {key} out of range: the tree has {tree.num_nodes} nodes")
-        return [int(key)]
-    if _WNID.match(key):
-        if key not in tree:
-            raise CliError(f"wnid {key} is not in this tree ({tree.num_nodes} nodes)")
-        return [tree.index(key)]
-    found = tree.find(key) or tree.find(key.replace("_", " "))
-    if found:
-        return found
-    if _SYNSET_NAME.match(key):
-        wnid = load_wordnet(wordnet_dir).wnid_for(key)
-        if wnid not in tree:
-            raise CliError(f"{key} is WordNet's {wnid}, which is not in this tree")
-        return [tree.index(wnid)]
-    needle = key.lower()
-    close = sorted({n for n in tree.names if needle in n.lower()}, key=lambda n: (len(n), n))[:6]
-    hint = f"; names containing it: {', '.join(close)}" if close else ""
-    raise CliError(f"no node named {key!r} in this tree (give a wnid like n02084071, a name or a synset name like "
-                   f"dog.n.01){hint}")
-
-
-def resolve_one(tree: WordTree, key: str, wordnet_dir: Path | None = None) -> int:
-    nodes = resolve(tree, key, wordnet_dir)
-    if len(nodes) > 1:
-        listed = ", ".join(tree.describe(i) for i in nodes)
-        raise CliError(f"{len(nodes)} nodes are named {key!r} ({listed}): give the wnid")
-    return nodes[0]
+    def wnid_for(self, name: str) -> str:
+        return load_wordnet(self.folder).wnid_for(name)
 
 
 def resolve_root(key: str, wordnet: WordNet) -> str:
@@ -131,7 +89,7 @@ def _name_of(wordnet: WordNet, wnid: str) -> str:
 
 def _targets(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.preset:
-        tree_9k = read_darknet(_darknet_file("9k.tree"), _darknet_file("9k.names"))
+        tree_9k = load_tree(DARKNET_9K)
         targets = targets_9k_standin(tree_9k, _darknet_file("imagenet.labels.list"), _darknet_file("coco9k.map"))
         return targets, "preset 9k: darknet 9k.tree nodes that are ImageNet-22k synsets, plus the COCO-mapped nodes"
     if args.classes:
@@ -201,7 +159,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     for line in format_unreachable(result, wordnet, root):
         print(line)
     if args.preset:
-        d = diff(tree, read_darknet(_darknet_file("9k.tree"), _darknet_file("9k.names")))
+        d = diff(tree, load_tree(DARKNET_9K))
         print(f"vs darknet's 9k.tree: {d.common} common nodes, parent agreement {100 * d.parent_agreement:.2f} % "
               f"({100 * d.parent_agreement_b:.2f} % of its {d.nodes_b} nodes); `yolo9000 tree diff {args.out}.tree 9k`"
               " lists the differences")
@@ -218,7 +176,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    tree = load_tree_arg(args.tree)
+    tree = load_tree(args.tree)
     print(f"{args.tree}: {format_stats(tree)}")
     print("roots: " + ", ".join(tree.describe(r) for r in tree.roots))
     sizes, order = tree.group_size.sort(descending=True, stable=True)
@@ -236,7 +194,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    a, b = load_tree_arg(args.a), load_tree_arg(args.b)
+    a, b = load_tree(args.a), load_tree(args.b)
     print(diff(a, b).format(args.a, args.b, max_changes=args.max))
     return 0
 
@@ -263,8 +221,8 @@ def describe_node(tree: WordTree, node: int, max_children: int) -> list[str]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    tree = load_tree_arg(args.tree)
-    nodes = resolve(tree, args.node, args.wordnet)
+    tree = load_tree(args.tree)
+    nodes = tree.resolve(args.node, _LazyWordNet(args.wordnet))
     if len(nodes) > 1:
         print(f"{len(nodes)} nodes are named {args.node!r} (names are not unique):")
     for k, node in enumerate(nodes):
@@ -353,7 +311,7 @@ def format_query(result: dict, threshold: float) -> list[str]:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    tree = load_tree_arg(args.tree)
+    tree = load_tree(args.tree)
     logits = read_logits(args.logits)
     if logits.shape[-1] != tree.num_nodes:
         raise CliError(f"logits have {logits.shape[-1]} values per row but tree {args.tree} has {tree.num_nodes} "
@@ -382,8 +340,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from wordtree.plot import plot_subtree  # matplotlib is slow to import: only here
-    tree = load_tree_arg(args.tree)
-    node = resolve_one(tree, args.node, args.wordnet)
+    tree = load_tree(args.tree)
+    node = tree.resolve_one(args.node, _LazyWordNet(args.wordnet))
     if args.depth < 1:
         raise CliError(f"--depth {args.depth} must be at least 1")
     info = plot_subtree(tree, node, args.out, depth=args.depth, max_nodes=args.max_nodes)
@@ -412,7 +370,7 @@ def run_tree_demo(log: Callable[[str], None] = print) -> dict:
     Raises:
         yolo9000.reference.ReferenceDataError / WordNetError when `yolo9000 setup` has not been run.
     """
-    tree_9k = read_darknet(_darknet_file("9k.tree"), _darknet_file("9k.names"))
+    tree_9k = load_tree(DARKNET_9K)
     log(f"darknet 9k.tree: {format_stats(tree_9k)}")
     wordnet = load_wordnet(None)
     targets = targets_9k_standin(tree_9k, _darknet_file("imagenet.labels.list"), _darknet_file("coco9k.map"))

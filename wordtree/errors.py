@@ -39,8 +39,9 @@ class AmbiguousNodeError(NodeError):
 
     def __init__(self, key: str, candidates: list[int], tree: Any) -> None:
         self.key, self.candidates = key, candidates
-        lines = [f"  {tree.wnids[i]}  {' < '.join(tree.names[j] for j in reversed(tree.path(i)))}" for i in candidates]
-        super().__init__(f"{key!r} names {len(candidates)} nodes; give a wnid:\n" + "\n".join(lines))
+        listed = ", ".join(f"{tree.wnids[i]} {' < '.join(tree.names[j] for j in reversed(tree.path(i)))}"
+                           for i in candidates)
+        super().__init__(f"{key!r} names {len(candidates)} nodes ({listed}); give a wnid")
 
 
 class InputError(WordTreeError, ValueError):

@@ -25,18 +25,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from wordtree.io import load_tree
 from wordtree.ops import DECIDE_MODES, subtree_prob
-from wordtree.tree import WordTree
+from yolo9000.builder import build_model, build_postprocess
 from yolo9000.config import Config, ConfigError, ModelConfig, from_dict, load_config
 from yolo9000.data.images import ImageLoadError, _pil_to_rgb, load_image
 from yolo9000.data.transforms import letterbox
 from yolo9000.device import select_device
-from yolo9000.decode import NMS_GROUPINGS, Detection, PathStep, postprocess
-from yolo9000.model.build import build_model
 from yolo9000.model.load import load_weights
+from yolo9000.errors import AmbiguousNodeError, CheckpointError, NodeError  # noqa: F401  (re-exported)
+from yolo9000.postprocess import NMS_GROUPINGS, Detection, PathStep, PostProcess
 from yolo9000.reference import darknet_file
-from yolo9000.trees import load_tree
-from yolo9000.errors import AmbiguousNodeError, CheckpointError, ConfigError, NodeError  # noqa: F401
 
 __all__ = ["AmbiguousNodeError", "Detection", "Detector", "DetectorOptions", "ImageInput", "ImageLoadError", "PathStep",
            "RandomWeightsWarning", "to_uint8_image"]
@@ -82,8 +81,8 @@ class DetectorOptions:
     Attributes:
         conf_threshold: minimum score = objectness * P(decided node) (darknet `detect`: .25).
         nms_iou: NMS IoU (darknet: .45).
-        nms_by: which boxes compete in NMS (`postprocess_tensors`): "root" (default: decided nodes under the same
-            tree root, so a "pentagon" and a "polygon" box on one figure are one object; flat models: per class),
+        nms_by: which boxes compete in NMS (`yolo9000.postprocess.DecisionScorer`): "root" (default: decided nodes
+            under the same tree root, so a "pentagon" and a "polygon" box on one figure are one object; flat models: per class),
             "label" (darknet's per-class NMS) or "all".
         hier_threshold: the tree decision walk's threshold (darknet `-hier`: .5).
         mode: "paper" (multiply conditionals while above the threshold) or "darknet" (darknet's exact walk).
@@ -154,7 +153,7 @@ def to_uint8_image(image: ImageInput) -> Tensor:
     raise ValueError(f"unsupported image input of type {type(image).__name__} (path, PIL image, tensor or array)")
 
 
-def _flat_names(cfg: ModelConfig, num_classes: int, names: Sequence[str] | str | Path | None) -> list[str] | None:
+def _flat_names(num_classes: int, names: Sequence[str] | str | Path | None) -> list[str] | None:
     """Class names of a flat model: given, read from a file, COCO's for an 80-class model, else None."""
     if names is not None:
         if isinstance(names, (str, Path)):
@@ -165,7 +164,7 @@ def _flat_names(cfg: ModelConfig, num_classes: int, names: Sequence[str] | str |
         if len(names) != num_classes:
             raise ConfigError(f"names: {len(names)} names for a model with {num_classes} classes")
         return names
-    if num_classes == 80 and cfg.kind != "darknet19":
+    if num_classes == 80:
         try:
             coco = [ln.strip() for ln in darknet_file("coco.names").read_text().splitlines() if ln.strip()]
         except (FileNotFoundError, OSError):
@@ -180,25 +179,25 @@ class Detector:
     Args:
         model: a YOLODetector (raw output Float[B, A, 5+N, H, W]).
         config: the ModelConfig it was built from.
-        tree: the WordTree of a tree model, None for a flat one.
+        postprocess: its `PostProcess` (`yolo9000.builder.build_postprocess`); moved to `device` here.
         names: class names of a flat model (default "class<k>").
         device: "auto", "cpu", "cuda", ...
         random_weights: warn that detections are meaningless (once, at construction).
         **options: DetectorOptions fields.
     """
 
-    def __init__(self, model: torch.nn.Module, config: ModelConfig, tree: WordTree | None = None,
+    def __init__(self, model: torch.nn.Module, config: ModelConfig, postprocess: PostProcess,
                  names: Sequence[str] | None = None, device: str | torch.device = "auto",
                  random_weights: bool = False, **options: Any) -> None:
-        if config.kind == "darknet19":
+        if config.head == "classifier":
             raise ConfigError("model.kind: darknet19 is a classifier; the Detector needs a yolov2 or yolo9000 model")
         if options.get("size") is None:
             options["size"] = config.input_size
         self.options = DetectorOptions(**options)
         self.config = config
         self.device = select_device(device)
-        self.tree = tree.to("cpu") if tree is not None else None          # names, paths, queries
-        self._device_tree = tree.to(self.device) if tree is not None else None  # postprocess
+        self.tree = load_tree(config.tree)                                # names, paths, queries (CPU)
+        self.postprocess = postprocess.to(self.device)
         self.names = list(names) if names is not None else None
         self.random_weights = random_weights
         model = model.eval().to(self.device)
@@ -265,9 +264,8 @@ class Detector:
     @classmethod
     def _assemble(cls, model: torch.nn.Module, cfg: ModelConfig, names: Any, device: Any, random_weights: bool,
                   options: dict) -> Detector:
-        tree = load_tree(cfg.tree)
-        flat_names = None if tree is not None else _flat_names(cfg, model.num_classes, names)
-        return cls(model, cfg, tree, flat_names, device, random_weights, **options)
+        flat_names = None if cfg.tree is not None else _flat_names(model.num_classes, names)
+        return cls(model, cfg, build_postprocess(cfg), flat_names, device, random_weights, **options)
 
     # ------------------------------------------------------------------------------------------- inference
     def with_options(self, **options: Any) -> Detector:
@@ -325,11 +323,10 @@ class Detector:
             raw = self.forward_raw(batch)
             # Postprocess outside inference mode so the detections' tensors (`probs`) are ordinary tensors.
             with torch.no_grad():
-                out.extend(postprocess(raw, self.model.anchors, self.model.stride, self._device_tree, self.names,
-                                       conf_threshold=o.conf_threshold, nms_iou=o.nms_iou, nms_by=o.nms_by,
-                                       hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
-                                       max_detections=o.max_detections, letterbox=lb.to(self.device),
-                                       orig_sizes=sizes.to(self.device)))
+                out.extend(self.postprocess.detections(
+                    raw, self.names, conf_threshold=o.conf_threshold, nms_iou=o.nms_iou, nms_by=o.nms_by,
+                    hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
+                    max_detections=o.max_detections, letterbox=lb.to(self.device), orig_sizes=sizes.to(self.device)))
         return out
 
     def __call__(self, image: ImageInput) -> list[Detection]:
@@ -342,7 +339,7 @@ class Detector:
 
         Raises:
             AmbiguousNodeError: a name shared by several nodes (lists them with their paths).
-            KeyError: no such node.
+            KeyError: no such node (`wordtree.tree.NodeError` for a tree).
         """
         if self.tree is None:
             if isinstance(node, int) or str(node).isdigit():
@@ -354,13 +351,7 @@ class Detector:
             if str(node).lower() not in names:
                 raise NodeError(f"no class named {node!r}")
             return names.index(str(node).lower())
-        matches = self.tree.resolve(node)
-        if not matches:
-            raise NodeError(f"{node!r} is neither a wnid, a name nor an index of this tree ({self.tree.num_nodes} "
-                           "nodes)")
-        if len(matches) > 1:
-            raise AmbiguousNodeError(str(node), matches, self.tree)
-        return matches[0]
+        return self.tree.resolve_one(node)
 
     def _detections(self, image_or_detections: ImageInput | Sequence[Detection]) -> list[Detection]:
         if isinstance(image_or_detections, (list, tuple)) and all(isinstance(d, Detection)
@@ -415,7 +406,8 @@ class Detector:
         """What the detector is: model kind, classes/tree, device, options (for JSON outputs)."""
         cfg = self.config
         return {"kind": cfg.kind, "tree": cfg.tree, "num_classes": self.model.num_classes,
-                "anchors": [[round(v, 5) for v in a] for a in self.model.anchors.tolist()], "device": str(self.device), "random_weights": self.random_weights,
+                "anchors": [[round(v, 5) for v in a] for a in self.postprocess.anchors.tolist()],
+                "device": str(self.device), "random_weights": self.random_weights,
                 "options": dataclasses.asdict(self.options)}
 
 

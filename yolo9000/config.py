@@ -47,13 +47,20 @@ class _Section:
 
 @dataclass(frozen=True)
 class ModelConfig(_Section):
-    """Network architecture (paper section 2-4; darknet `yolov2.cfg`, `yolo9000.cfg`, `darknet19.cfg`)."""
+    """Network architecture (paper sections 2-4; darknet `yolov2.cfg`, `yolo9000.cfg`, `darknet19.cfg`).
+
+    A model is a trunk plus a head (`yolo9000.builder`): `kind` darknet19 is the classifier head, yolov2 and yolo9000
+    the region head; `tree` makes the classes WordTree nodes (YOLO9000's head), and then the class count is the
+    tree's, so `num_classes` is derived from it (`yolo9000.builder.resolve_model_config`).
+    """
 
     section: ClassVar[str] = "model"
 
     kind: Literal["darknet19", "yolov2", "yolo9000"] = "yolov2"
-    num_classes: int = 80                 # flat classes, or tree nodes when `tree` is set
+    num_classes: int = 80                 # flat classes; with `tree` set, derived: the tree's node count
     tree: str | None = None               # path of a .tree/.json, "9k" for darknet's, or None for a flat model
+    trunk: str = "darknet19"              # "darknet19" (with width, depth) or "torchvision:<name>", e.g. resnet18
+    trunk_weights: str | None = None      # a torchvision trunk's state_dict file (nothing is downloaded)
     width: float = 1.0                    # channel multiplier (1.0 = the paper's network; tiny uses less)
     depth: Literal["full", "tiny"] = "full"
     anchors: tuple[tuple[float, float], ...] = (
@@ -62,6 +69,29 @@ class ModelConfig(_Section):
     head_convs: int = 3                   # extra 3x3x1024 convs before the prediction (yolov2: 3, yolo9000: 0)
     input_size: int = 416                 # default square input; any multiple of 32 works
     stride: int = 32
+
+    def check(self) -> None:
+        if self.stride != 32:
+            raise ConfigError(f"model.stride: {self.stride} is not supported; every trunk here has stride 32")
+        if not self.width > 0:
+            raise ConfigError(f"model.width: {self.width} must be positive")
+        if self.tree is None and self.num_classes < 1:
+            raise ConfigError(f"model.num_classes: {self.num_classes} must be at least 1")
+        if self.input_size <= 0 or self.input_size % self.stride:
+            raise ConfigError(f"model.input_size: {self.input_size} is not a positive multiple of {self.stride}")
+        if self.head_convs < 0:
+            raise ConfigError(f"model.head_convs: {self.head_convs} must be >= 0")
+        if self.head == "region":
+            if not self.anchors:
+                raise ConfigError("model.anchors: a detector needs at least one anchor")
+            bad = [a for a in self.anchors if not (a[0] > 0 and a[1] > 0)]
+            if bad:
+                raise ConfigError(f"model.anchors: {bad[0]} is not a positive (w, h) in grid units")
+
+    @property
+    def head(self) -> Literal["classifier", "region"]:
+        """The head `kind` names: Darknet-19's classifier (image logits) or the YOLOv2 region head."""
+        return "classifier" if self.kind == "darknet19" else "region"
 
 
 @dataclass(frozen=True)

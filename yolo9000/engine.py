@@ -38,19 +38,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from wordtree.io import load_tree
+from yolo9000.builder import build_criterion, build_model, resolve_config
 from yolo9000.checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
 from yolo9000.config import Config, ConfigError, save_config, to_dict
-from yolo9000.criterion import build_criterion, loss_term_names
+from yolo9000.criterion import loss_term_names
 from yolo9000.data.collate import Batch
 from yolo9000.data.descriptor import DatasetDescriptor, load_descriptor
 from yolo9000.device import autocast, resolve_amp
 from yolo9000.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, wrap_model
+from yolo9000.errors import DatasetError
 from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.logging import RunLogger
-from yolo9000.model import build_model
 from yolo9000.optim import build_optimizer, build_scheduler
-from yolo9000.trees import load_tree
-from yolo9000.errors import DatasetError
 
 CHECKPOINT_NAME = "last.pt"
 CONFIG_NAME = "config.yaml"
@@ -308,6 +308,7 @@ class _Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool, dataset_overrides: list[str] | None,
                  log: Callable[[str], Any], info: DistInfo) -> None:
+        cfg = resolve_config(cfg)  # what config.yaml records agrees with the model (num_classes of a tree)
         tc = cfg.train
         if cfg.data.dataset is None:
             raise ConfigError("data.dataset: no dataset descriptor given (e.g. --set data.dataset=shapes)")
@@ -329,7 +330,7 @@ class _Trainer:
         if tc.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        self.criterion = build_criterion(cfg.model, cfg.loss, model, self.tree).to(self.device)
+        self.criterion = build_criterion(cfg.model, cfg.loss).to(self.device)
         self.ddp_model = wrap_model(model, info)
         self.optimizer = build_optimizer(model, tc, fused=True)
         # Accumulation runs across epoch boundaries: the loader's batches form one stream.
@@ -560,18 +561,18 @@ def _build_loader(cfg: Config, descriptor: DatasetDescriptor, tree: Any, info: D
     from yolo9000.data.loader import build_train_loader
 
     data_cfg = cfg.data
-    if cfg.model.kind == "darknet19":
+    if cfg.model.head == "classifier":
         # The classifier trains on classification images only (paper section 3); every slot of a batch is one.
         data_cfg = replace(data_cfg, det_per_batch=0, cls_per_batch=data_cfg.det_per_batch + data_cfg.cls_per_batch)
     loader = build_train_loader(descriptor, tree, data_cfg, seed=cfg.train.seed, rank=info.rank,
                                 world_size=info.world_size)
     parts = loader.dataset.parts
-    if cfg.model.kind == "darknet19" and not any(p.kind == "classification" for p in parts):
+    if cfg.model.head == "classifier" and not any(p.kind == "classification" for p in parts):
         raise ConfigError(f"{descriptor.source}: model.kind=darknet19 trains on classification images, "
                           "but the train split has none")
     if tree is None:
         _check_labels_fit(parts, cfg.model.num_classes, str(descriptor.source))
-    used = [p for p in parts if cfg.model.kind != "darknet19" or p.kind == "classification"]
+    used = [p for p in parts if cfg.model.head != "classifier" or p.kind == "classification"]
     return loader, {p.kind: len(p) for p in used}
 
 

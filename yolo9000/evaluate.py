@@ -19,12 +19,13 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
-from torchvision.ops import batched_nms
-
+from wordtree.io import load_tree
+from wordtree.ops import absolute_probs, decide, grouped_log_softmax
 from wordtree.tree import WordTree
 from yolo9000.decode import decode
 from yolo9000.device import autocast
 from yolo9000.errors import ConfigError, DatasetError
+from yolo9000.postprocess import Kept, PostProcess
 
 
 @dataclass(frozen=True)
@@ -163,72 +164,20 @@ def ancestor_rate(decided: Tensor, labels: Tensor, tree: WordTree) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- detection scoring
-def category_scores(raw: Tensor, anchors: Tensor, stride: int, tree: WordTree | None,
-                    category_nodes: Tensor) -> tuple[Tensor, Tensor]:
-    """Boxes and per-category scores of every prediction, darknet's validation rule with a class map.
+def coco_results(kept: Kept, category_ids: Sequence[int], image_ids: Tensor) -> list[dict[str, Any]]:
+    """COCO result dicts of detections kept with a `CategoryScorer` (labels are category indices).
 
     Args:
-        raw: Float[B, A, 5+N, H, W] network output.
-        anchors: Float[A, 2] grid units.
-        stride: pixels per cell.
-        tree: the WordTree for a tree model, None for a flat one.
-        category_nodes: Long[K] tree node (or flat class) of each evaluated category.
-
-    Returns:
-        boxes Float[B, P, 4] xyxy input pixels and scores Float[B, P, K] = objectness * P(node_k), P = A*H*W.
+        kept: from `PostProcess` with `categories(...)`, boxes in original pixels.
+        category_ids: the K COCO category ids, in the scorer's order.
+        image_ids: Long[B] COCO image id of each batch image.
     """
-    dec = decode(raw.float(), anchors, stride)
-    B = raw.shape[0]
-    logits = dec.class_logits.reshape(B, -1, dec.class_logits.shape[-1])
-    if tree is None:
-        probs = logits.softmax(dim=-1)
-    else:
-        from wordtree.ops import absolute_probs, grouped_log_softmax
-        probs = absolute_probs(grouped_log_softmax(logits, tree), tree)
-    scores = dec.objectness.reshape(B, -1, 1) * probs[..., category_nodes.to(raw.device)]
-    return dec.boxes.reshape(B, -1, 4), scores
-
-
-def coco_detections(boxes: Tensor, scores: Tensor, category_ids: Sequence[int], image_ids: Tensor,
-                    letterbox: Tensor, orig_sizes: Tensor, conf_threshold: float = 0.005, nms_iou: float = 0.45,
-                    max_detections: int = 100) -> list[dict[str, Any]]:
-    """Threshold, per-class NMS and top-`max_detections` per image, mapped back to original pixels as COCO results.
-
-    Args:
-        boxes: Float[B, P, 4] xyxy input pixels.
-        scores: Float[B, P, K].
-        category_ids: K COCO category ids.
-        image_ids: Long[B].
-        letterbox: Float[B, 3] (scale, pad_x, pad_y): input = original * scale + pad.
-        orig_sizes: Long[B, 2] (height, width).
-        conf_threshold: minimum score (darknet's validation uses .005).
-        nms_iou: IoU above which a lower-scoring box of the same image and category is removed.
-        max_detections: per image, as COCOeval's maxDets=100.
-
-    Returns:
-        A list of COCO result dicts.
-    """
-    b_idx, p_idx, k_idx = (scores > conf_threshold).nonzero(as_tuple=True)
-    if b_idx.numel() == 0:
-        return []
-    cand_scores = scores[b_idx, p_idx, k_idx]
-    num_cats = scores.shape[-1]
-    scale, pad = letterbox[b_idx, 0:1], letterbox[b_idx, 1:3].repeat(1, 2)
-    cand_boxes = (boxes[b_idx, p_idx] - pad) / scale
-    h, w = orig_sizes[b_idx, 0:1].float(), orig_sizes[b_idx, 1:2].float()
-    limits = torch.cat([w, h, w, h], dim=1)
-    cand_boxes = torch.minimum(cand_boxes.clamp(min=0), limits)
-    keep = batched_nms(cand_boxes, cand_scores, b_idx * num_cats + k_idx, nms_iou)   # sorted by score, descending
-    keep = keep[torch.argsort(b_idx[keep], stable=True)]                              # group by image, keep order
-    kb = b_idx[keep]
-    first = torch.searchsorted(kb, kb, right=False)                                  # start of each image's run
-    keep = keep[(torch.arange(len(kb), device=kb.device) - first) < max_detections]
-    xyxy = cand_boxes[keep]
+    xyxy = kept.boxes
     xywh = torch.cat([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], dim=1).tolist()
-    cats = torch.as_tensor(list(category_ids))[k_idx[keep].cpu()].tolist()
-    ids = image_ids[b_idx[keep]].tolist()
+    cats = torch.as_tensor(list(category_ids))[kept.labels.cpu()].tolist()
+    ids = image_ids[kept.image.cpu()].tolist()
     return [{"image_id": i, "category_id": c, "bbox": [round(v, 2) for v in box], "score": s}
-            for i, c, box, s in zip(ids, cats, xywh, cand_scores[keep].tolist())]
+            for i, c, box, s in zip(ids, cats, xywh, kept.scores.tolist())]
 
 
 # ----------------------------------------------------------------------------------------------- running a model
@@ -312,11 +261,13 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
                        groups: Mapping[str, Sequence[int]] | None = None, train_split: str | None = None,
                        batch_size: int = 8, conf_threshold: float = 0.005, nms_iou: float = 0.45,
                        device: torch.device | str | None = None, progress: bool = False,
-                       dataset_overrides: Sequence[str] | None = None) -> dict[str, Any]:
+                       dataset_overrides: Sequence[str] | None = None,
+                       postprocess: PostProcess | None = None) -> dict[str, Any]:
     """COCO mAP of a detector on a dataset split, through the real COCOeval (darknet's validation scoring).
 
-    Every box is scored for every evaluated category k as objectness * P(node_k) (`category_scores`: absolute tree
-    probability for tree models, softmax for flat ones), then per-category NMS and the top 100 per image.
+    Every box is scored for every evaluated category k as objectness * P(node_k) (`PostProcess` with a
+    `CategoryScorer`: absolute tree probability for tree models, softmax for flat ones), then per-category NMS and
+    the top 100 per image.
 
     Args:
         model: a YOLOv2 / YOLO9000 detector (or its DDP wrapper); put in eval mode here.
@@ -333,6 +284,7 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
         device: where to run (default: the model's device).
         progress: show a tqdm bar.
         dataset_overrides: `key=value` edits of the descriptor when a path is given.
+        postprocess: the model's PostProcess (default: built from `cfg.model`).
     Returns:
         {"map": mAP@[.5:.95], "map50": mAP@.5, "images": evaluated images, "detections": kept boxes,
          "size": input size, "split": split,
@@ -340,14 +292,12 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
          "groups": {name: {"map", "map50", "categories": [ids]}} (when groups or train_split are given),
          "unmapped": [category names without a node]}.
     """
+    from yolo9000.builder import build_postprocess
     from yolo9000.data.loader import build_eval_loader
-    from yolo9000.distributed import unwrap
-    from yolo9000.trees import load_tree
 
-    net = unwrap(model)
-    if not hasattr(net, "anchors"):
-        raise ValueError(f"evaluate_detection: {type(net).__name__} has no anchors (a classifier?); use "
-                         "evaluate_classification")
+    postprocess = postprocess or build_postprocess(cfg.model)
+    if postprocess is None:
+        raise ValueError("evaluate_detection: the model is a classifier; use evaluate_classification")
     descriptor = _descriptor(descriptor, dataset_overrides)
     tree = load_tree(cfg.model.tree)
     device = _model_device(model, device)
@@ -363,11 +313,11 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     if not cat_ids:
         raise DatasetError(f"evaluate_detection: no category of {descriptor.source} split {split!r} maps to a "
                          "node of the model (give `categories`)")
-    nodes = torch.tensor([mapping[c] for c in cat_ids], device=device)
+    postprocess = postprocess.to(device)
+    scorer = postprocess.categories(torch.tensor([mapping[c] for c in cat_ids], device=device))
     loader = build_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
     was_training = model.training
     model.eval()
-    anchors, stride = net.anchors, int(net.stride)
     detections, image_ids = [], []
     batches = loader
     if progress:
@@ -375,9 +325,9 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
         batches = tqdm(loader, desc=f"eval {split}", dynamic_ncols=True)
     for batch in batches:
         raw = _forward(model, batch.images, cfg, device)
-        boxes, scores = category_scores(raw, anchors, stride, tree, nodes)
-        detections += coco_detections(boxes, scores, cat_ids, batch.image_ids, batch.letterbox.to(device),
-                                      batch.orig_sizes.to(device), conf_threshold, nms_iou)
+        kept = postprocess(raw, scorer, conf_threshold=conf_threshold, nms_iou=nms_iou, max_detections=100,
+                           letterbox=batch.letterbox.to(device), orig_sizes=batch.orig_sizes.to(device))
+        detections += coco_results(kept, cat_ids, batch.image_ids)
         image_ids += batch.image_ids.tolist()
     model.train(was_training)
     metrics = coco_map(gt, detections, cat_ids, image_ids)
@@ -402,14 +352,12 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     return result
 
 
-def _image_logits(model: torch.nn.Module, raw: Tensor) -> Tensor:
+def _image_logits(cfg: Any, raw: Tensor) -> Tensor:
     """Per-image class logits Float[B, N]: a classifier's output, or a detector's prediction with the highest
     objectness (the box the image's object most likely is)."""
     if raw.ndim == 2:
         return raw
-    from yolo9000.distributed import unwrap
-    net = unwrap(model)
-    dec = decode(raw, net.anchors, int(net.stride))
+    dec = decode(raw, torch.tensor(cfg.model.anchors), cfg.model.stride)
     B = raw.shape[0]
     best = dec.objectness.reshape(B, -1).argmax(dim=1)
     logits = dec.class_logits.reshape(B, -1, dec.class_logits.shape[-1])
@@ -436,7 +384,6 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
         "ancestor_rate".
     """
     from yolo9000.data.loader import build_classification_eval_loader
-    from yolo9000.trees import load_tree
 
     descriptor = _descriptor(descriptor, dataset_overrides)
     tree = load_tree(cfg.model.tree)
@@ -458,11 +405,10 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
         from tqdm import tqdm
         batches = tqdm(loader, desc=f"eval {split} (classification)", dynamic_ncols=True)
     for batch in batches:
-        logits = _image_logits(model, _forward(model, batch.images, cfg, device))
+        logits = _image_logits(cfg, _forward(model, batch.images, cfg, device))
         if tree is None:
             probs.append(logits.softmax(dim=-1).cpu())
         else:
-            from wordtree.ops import absolute_probs, decide, grouped_log_softmax
             log_cond = grouped_log_softmax(logits, tree)
             probs.append(absolute_probs(log_cond, tree).cpu())
             decided.append(decide(log_cond.exp(), tree, hier_threshold).node.cpu())

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _describe_world(descriptor: Path, cfg) -> None:
     from yolo9000.data.shapes import COARSE, FINE
-    from yolo9000.trees import load_tree
+    from wordtree.io import load_tree
     tree = load_tree(cfg.model.tree)
     print(f"tree ({tree.num_nodes} nodes, built from WordNet under plane_figure):")
 

@@ -104,13 +104,13 @@ def run(args: argparse.Namespace) -> int:
         leaves = [line.split()[0] for line in Path(args.leaves).read_text().splitlines() if line.strip()]
     out: dict[str, Any] = {}
     text: list[str] = []
-    if cfg.model.kind != "darknet19":
+    if cfg.model.head == "region":
         out["detection"] = evaluate_detection(model, cfg, descriptor, args.split, size=args.size,
                                               train_split=args.train_split, batch_size=args.batch_size,
                                               conf_threshold=args.conf_threshold, nms_iou=args.nms_iou,
                                               progress=True)
         text.append(format_detection(out["detection"]))
-    if cfg.model.kind == "darknet19" or args.classification:
+    if cfg.model.head == "classifier" or args.classification:
         out["classification"] = evaluate_classification(model, cfg, descriptor, args.split, size=args.size,
                                                         leaves=leaves, batch_size=args.batch_size,
                                                         hier_threshold=args.hier_threshold, progress=True)

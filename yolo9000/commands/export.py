@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from yolo9000.commands.info import add_model_arguments, input_size, model_config_from_args
+from yolo9000.builder import build_model
 from yolo9000.config import ModelConfig, to_dict
 from yolo9000.darknet import save_darknet_weights, write_cfg
-from yolo9000.model import build_model
 from yolo9000.model.inference import prepare_for_inference
 
 
@@ -88,9 +88,9 @@ def export_onnx(model: nn.Module, cfg: ModelConfig, path: str | Path, size: int,
                               dynamic_axes=axes, **names)
     proto = onnx.load(str(path))
     metadata = {"yolo9000.config": json.dumps(to_dict(cfg)), "stride": str(cfg.stride),
-                "anchors": json.dumps([list(a) for a in cfg.anchors]) if cfg.kind != "darknet19" else "[]",
+                "anchors": json.dumps([list(a) for a in cfg.anchors]) if cfg.head == "region" else "[]",
                 "output": "raw Float[B, A, 5+N, H/32, W/32]: tx, ty, tw, th, objectness logit, N class logits"
-                if cfg.kind != "darknet19" else "logits Float[B, N]"}
+                if cfg.head == "region" else "logits Float[B, N]"}
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

@@ -187,7 +187,7 @@ def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> Dat
 
 def load_descriptor_tree(descriptor: DatasetDescriptor) -> WordTree | None:
     """The descriptor's own tree (None when it names none)."""
-    from yolo9000.trees import load_tree
+    from wordtree.io import load_tree
     return load_tree(descriptor.tree)
 
 
