@@ -82,8 +82,8 @@ class DetectorOptions:
         conf_threshold: minimum score = objectness * P(decided node) (darknet `detect`: .25).
         nms_iou: NMS IoU (darknet: .45).
         nms_by: which boxes compete in NMS (`yolo9000.postprocess.DecisionScorer`): "root" (default: decided nodes
-            under the same tree root, so a "pentagon" and a "polygon" box on one figure are one object; flat models: per class),
-            "label" (darknet's per-class NMS) or "all".
+            under the same tree root, so a "pentagon" and a "polygon" box on one figure are one object; flat models:
+            per class), "label" (darknet's per-class NMS) or "all".
         hier_threshold: the tree decision walk's threshold (darknet `-hier`: .5).
         mode: "paper" (multiply conditionals while above the threshold) or "darknet" (darknet's exact walk).
         max_depth: cap every decision at this depth (0 = roots); None for no cap.
