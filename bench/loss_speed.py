@@ -114,7 +114,7 @@ def main() -> int:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
 
-    cfg = load_config(ROOT / "configs" / "yolo9000.yaml")
+    cfg = load_config(ROOT / "yolo9000" / "configs" / "yolo9000.yaml")
     tree = load_tree(cfg.model.tree)
     model = build_model(cfg.model)
     batch = mixed_batch(args.size, args.batch, args.boxes, tree, g)

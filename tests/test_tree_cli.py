@@ -165,7 +165,7 @@ def test_query_npy_and_stdin(capsys, tiny_files, tiny_tree, monkeypatch):
 
     monkeypatch.setattr("sys.stdin", io.StringIO(" ".join(str(v) for v in logits.tolist()) + "\n"))
     status, out, _ = run(capsys, "query", "--tree", str(tiny_files / "tiny.json"), "--logits", "-",
-                         "--threshold", "0.9", "--top", "2")
+                         "--hier", "0.9", "--top", "2")
     assert status == 0 and "paper walk (threshold 0.9" in out and "darknet walk" in out
     assert "top-2 leaves: " in out and "b1x_p B1X_P" in out
 

@@ -30,7 +30,7 @@ def full(tmp_path_factory):
     cfg = tiny_config(root, ["model.tree=9k", "data.multiscale=[320]", "data.eval_size=320", "data.det_per_batch=1",
                              "data.cls_per_batch=1", "train.max_steps=1", "train.lr=0.0001",
                              "train.amp=auto"],
-                      base=REPO / "configs" / "yolo9000.yaml")
+                      base=REPO / "yolo9000" / "configs" / "yolo9000.yaml")
     return root, cfg, tree
 
 

@@ -4,7 +4,7 @@
     yolo9000 tree stats FILE
     yolo9000 tree diff A B
     yolo9000 tree show WNID|NAME [--tree FILE]
-    yolo9000 tree query --logits FILE.npy|- [--tree FILE] [--threshold T]
+    yolo9000 tree query --logits FILE.npy|- [--tree FILE] [--hier T] [--json [FILE]]
     yolo9000 tree plot WNID|NAME --out PNG [--depth K] [--tree FILE]
 
 A tree argument is `9k` (darknet's 9k.tree from the reference data), a darknet `.tree` file (its `.names` beside it
@@ -28,17 +28,14 @@ import torch
 from wordtree.build import (DARKNET_9K_OVERRIDES, PHYSICAL_ENTITY, BuildResult, Overrides, build_tree,
                             targets_9k_standin, targets_from_file, targets_from_imagenet_root)
 from wordtree.diff import diff
+from wordtree.errors import CliError
 from wordtree.io import DARKNET_9K, load_tree, write_darknet, write_json
-from wordtree.tree import NodeError, TreeError, WordTree
-from wordtree.wordnet import WordNet, WordNetError
+from wordtree.tree import WordTree
+from wordtree.wordnet import WordNet
 
 DALMATIAN = "n02110341"
 _WNID = re.compile(r"^n\d{8}$")
 _SYNSET_NAME = re.compile(r"^.+\.n\.\d+$")
-
-
-class CliError(Exception):
-    """A user mistake, reported as one line and exit status 2."""
 
 
 # ---------------------------------------------------------------------------------------------------- resources
@@ -48,13 +45,6 @@ def _darknet_file(name: str) -> Path:
     from yolo9000.reference import darknet_file  # lazy: wordtree itself never needs yolo9000
     return darknet_file(name)
 
-
-def _reference_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from yolo9000.reference import ReferenceDataError
-    except ImportError:  # wordtree used without the yolo9000 package
-        return ()
-    return (ReferenceDataError,)
 
 
 def load_wordnet(folder: Path | None) -> WordNet:
@@ -326,14 +316,17 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise CliError(f"logits have {logits.shape[-1]} values per row but tree {args.tree} has {tree.num_nodes} "
                        "nodes (one logit per node, in tree order)")
     if not 0.0 <= args.threshold <= 1.0:
-        raise CliError(f"--threshold {args.threshold} must lie in [0, 1]")
+        raise CliError(f"--hier {args.threshold} must lie in [0, 1]")
     rows = range(logits.shape[0]) if args.row is None else [args.row]
     if args.row is not None and not 0 <= args.row < logits.shape[0]:
         raise CliError(f"--row {args.row} out of range: the logits have {logits.shape[0]} rows")
     results = [query_row(tree, logits[r], args.threshold, args.top) for r in rows]
     if args.json:
-        print(json.dumps(results[0] if len(results) == 1 else results, indent=1))
-        return 0
+        text = json.dumps(results[0] if len(results) == 1 else results, indent=1)
+        if args.json == "-":
+            print(text)
+            return 0
+        Path(args.json).write_text(text + "\n")
     for r, result in zip(rows, results):
         if len(results) > 1:
             print(f"row {r}:")
@@ -461,10 +454,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--logits", required=True, metavar="FILE.npy|-",
                    help="one logit per node: a .npy array [N] or [R, N], a text file, or '-' for numbers on stdin")
     p.add_argument("--tree", default=DARKNET_9K, metavar="FILE", help=tree_help + " (default 9k)")
-    p.add_argument("--threshold", type=float, default=0.5, help="darknet's hier_thresh (default 0.5)")
+    p.add_argument("--hier", dest="threshold", type=float, default=0.5,
+                   help="tree decision threshold, darknet's hier_thresh (default 0.5)")
     p.add_argument("--top", type=int, default=5, metavar="K", help="top-K leaves to list")
     p.add_argument("--row", type=int, metavar="R", help="only this row of a [R, N] array")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="the results as JSON: on stdout instead of the text, or written to FILE")
     p.set_defaults(tree_func=cmd_query)
 
     p = sub.add_parser("plot", help="draw a subtree to PNG (networkx + matplotlib)")
@@ -481,13 +476,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the chosen `tree` subcommand. User errors (`WordTreeError`, and the reference data's when yolo9000 is
+    installed) propagate to `yolo9000.cli.main`, which prints them as one line with exit status 2."""
     func = getattr(args, "tree_func", None)
     if func is None:
         args.tree_parser.print_help(sys.stderr)
         return 2
-    user_errors = (CliError, NodeError, TreeError, WordNetError, OSError, ValueError) + _reference_errors()
-    try:
-        return func(args)
-    except user_errors as err:
-        print(f"yolo9000 tree {args.tree_command}: error: {err}", file=sys.stderr)
-        return 2
+    return func(args)

@@ -13,27 +13,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-
-class TreeError(ValueError):
-    """A tree breaks an invariant; the message names the line (1-based) or node and the problem."""
-
-
-class NodeError(KeyError):
-    """A key names no node of the tree; the message says what was tried."""
-
-    def __str__(self) -> str:  # KeyError would print the message repr'd
-        return str(self.args[0])
-
-
-class AmbiguousNodeError(NodeError):
-    """A display name shared by several nodes; `candidates` holds their indices (tree order)."""
-
-    def __init__(self, key: str, candidates: list[int], tree: "WordTree") -> None:
-        self.key, self.candidates = key, candidates
-        listed = ", ".join(f"{tree.wnids[i]} {' < '.join(tree.names[j] for j in reversed(tree.path(i)))}"
-                           for i in candidates)
-        super().__init__(f"{key!r} names {len(candidates)} nodes ({listed}); give a wnid")
-
+from wordtree.errors import AmbiguousNodeError, NodeError, TreeError  # noqa: F401  (TreeError re-exported)
 
 _WNID = re.compile(r"^n\d{8}$")
 _SYNSET_NAME = re.compile(r"^.+\.n\.\d+$")
@@ -209,7 +189,7 @@ class WordTree:
         try:
             return self._index[wnid]
         except KeyError:
-            raise KeyError(f"wnid {wnid!r} is not in this tree ({self.num_nodes} nodes)") from None
+            raise NodeError(f"wnid {wnid!r} is not in this tree ({self.num_nodes} nodes)") from None
 
     def __contains__(self, wnid: object) -> bool:
         return wnid in self._index

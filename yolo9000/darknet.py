@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from yolo9000.config import ConfigError, ModelConfig
+from wordtree.errors import TreeError
 from wordtree.io import load_tree
 from yolo9000.builder import build_model
+from yolo9000.config import ConfigError, ModelConfig
+from yolo9000.errors import CfgError, DarknetError, WeightsError  # noqa: F401  (re-exported)
 from yolo9000.model.darknet19 import darknet19_layers, scale_channels
 from yolo9000.model.layers import ConvBNLeaky
 
@@ -51,18 +53,6 @@ LAYER_OPTIONS = {
 }
 DARKNET_9K_TREE = "9k.tree"
 DEFAULT_VERSION = (0, 2, 0)  # what darknet writes today: seen as uint64
-
-
-class DarknetError(ValueError):
-    """A darknet file is malformed or does not fit the network; the message names file, line or layer."""
-
-
-class CfgError(DarknetError):
-    """A `.cfg` problem; the message names the file, the line and the key."""
-
-
-class WeightsError(DarknetError):
-    """A `.weights` problem; the message states expected and actual sizes and the layer concerned."""
 
 
 # ----------------------------------------------------------------------------------------------------- .cfg parse
@@ -353,7 +343,7 @@ def config_from_sections(sections: list[CfgSection], cfg_path: Path) -> ModelCon
     try:
         cfg = ModelConfig(width=width, depth=depth, input_size=width_px, **fields)
         n = _num_outputs(cfg)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, TreeError) as err:
         raise CfgError(f"{source}: the network it describes is not buildable: {err}") from None
     if cfg.tree is not None and n != cfg.num_classes:
         where = regions[-1].where("classes") if regions else source

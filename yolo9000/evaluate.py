@@ -12,17 +12,20 @@ import contextlib
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
+
 from wordtree.io import load_tree
 from wordtree.ops import absolute_probs, decide, grouped_log_softmax
 from wordtree.tree import WordTree
 from yolo9000.decode import decode
+from yolo9000.device import autocast
+from yolo9000.errors import ConfigError, DatasetError
 from yolo9000.postprocess import Kept, PostProcess
 
 
@@ -194,8 +197,22 @@ def _model_device(model: torch.nn.Module, device: torch.device | str | None) -> 
     return param.device if param is not None else torch.device("cpu")
 
 
+def _outputs(model: torch.nn.Module, loader: Any, cfg: Any, device: torch.device,
+             progress: str | None) -> Iterator[tuple[Any, Tensor]]:
+    """(batch, raw float32 output) over a loader, the model in eval mode meanwhile; a tqdm bar titled `progress`."""
+    was_training = model.training
+    model.eval()
+    if progress:
+        from tqdm import tqdm
+        loader = tqdm(loader, desc=progress, dynamic_ncols=True)
+    try:
+        for batch in loader:
+            yield batch, _forward(model, batch.images, cfg, device)
+    finally:
+        model.train(was_training)
+
+
 def _forward(model: torch.nn.Module, images: Tensor, cfg: Any, device: torch.device) -> Tensor:
-    from yolo9000.engine import autocast
     images = images.to(device, non_blocking=True)
     if cfg.train.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -224,7 +241,7 @@ def detection_ground_truth(descriptor: Any, split: str, tree: WordTree | None
 
     specs = descriptor.split(split).detection
     if not specs:
-        raise ValueError(f"{descriptor.source}: split {split!r} has no detection images to evaluate on")
+        raise DatasetError(f"{descriptor.source}: split {split!r} has no detection images to evaluate on")
     if len(specs) == 1 and specs[0].format == "coco":
         coco = load_coco(specs[0].annotations)
         categories = [(c["id"], c["name"]) for c in sorted(coco.dataset.get("categories", []), key=lambda c: c["id"])]
@@ -296,7 +313,7 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
 
     postprocess = postprocess or build_postprocess(cfg.model)
     if postprocess is None:
-        raise ValueError("evaluate_detection: the model is a classifier; use evaluate_classification")
+        raise ConfigError("evaluate_detection: model.kind darknet19 is a classifier; use evaluate_classification")
     descriptor = _descriptor(descriptor, dataset_overrides)
     tree = load_tree(cfg.model.tree)
     device = _model_device(model, device)
@@ -305,30 +322,22 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     if categories is not None:
         unknown = sorted(set(categories) - set(names))
         if unknown:
-            raise ValueError(f"evaluate_detection: category id {unknown[0]} is not in the ground truth of "
+            raise DatasetError(f"evaluate_detection: category id {unknown[0]} is not in the ground truth of "
                              f"{descriptor.source} split {split!r} (ids: {sorted(names)[:20]})")
         mapping = {int(c): int(n) for c, n in categories.items()}
     cat_ids = sorted(mapping)
     if not cat_ids:
-        raise ValueError(f"evaluate_detection: no category of {descriptor.source} split {split!r} maps to a "
+        raise DatasetError(f"evaluate_detection: no category of {descriptor.source} split {split!r} maps to a "
                          "node of the model (give `categories`)")
     postprocess = postprocess.to(device)
     scorer = postprocess.categories(torch.tensor([mapping[c] for c in cat_ids], device=device))
     loader = build_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
-    was_training = model.training
-    model.eval()
     detections, image_ids = [], []
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(loader, desc=f"eval {split}", dynamic_ncols=True)
-    for batch in batches:
-        raw = _forward(model, batch.images, cfg, device)
+    for batch, raw in _outputs(model, loader, cfg, device, f"eval {split}" if progress else None):
         kept = postprocess(raw, scorer, conf_threshold=conf_threshold, nms_iou=nms_iou, max_detections=100,
                            letterbox=batch.letterbox.to(device), orig_sizes=batch.orig_sizes.to(device))
         detections += coco_results(kept, cat_ids, batch.image_ids)
         image_ids += batch.image_ids.tolist()
-    model.train(was_training)
     metrics = coco_map(gt, detections, cat_ids, image_ids)
     per_class = {}
     for c in cat_ids:
@@ -390,21 +399,15 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
     size = size or cfg.data.eval_size
     if leaves is not None and not isinstance(leaves, Tensor):
         if tree is None:
-            raise ValueError("evaluate_classification: a leaf set of wnids needs a tree model")
+            raise ConfigError("evaluate_classification: a leaf set of wnids needs a tree model")
         missing = [w for w in leaves if w not in tree]
         if missing:
-            raise ValueError(f"evaluate_classification: leaf wnid {missing[0]} is not in the tree")
+            raise ConfigError(f"evaluate_classification: leaf wnid {missing[0]} is not in the tree")
         leaves = torch.tensor([tree.index(w) for w in leaves])
     loader = build_classification_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
-    was_training = model.training
-    model.eval()
     probs, decided, labels = [], [], []
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(loader, desc=f"eval {split} (classification)", dynamic_ncols=True)
-    for batch in batches:
-        logits = _image_logits(cfg, _forward(model, batch.images, cfg, device))
+    for batch, raw in _outputs(model, loader, cfg, device, f"eval {split} (classification)" if progress else None):
+        logits = _image_logits(cfg, raw)
         if tree is None:
             probs.append(logits.softmax(dim=-1).cpu())
         else:
@@ -412,9 +415,8 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
             probs.append(absolute_probs(log_cond, tree).cpu())
             decided.append(decide(log_cond.exp(), tree, hier_threshold).node.cpu())
         labels.append(batch.labels[:, 0])
-    model.train(was_training)
     if not labels:
-        raise ValueError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
+        raise DatasetError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
     all_probs, all_labels = torch.cat(probs), torch.cat(labels)
     top = topk_accuracy(all_probs, all_labels, tree, ks=(1, 5), leaves=leaves)
     result: dict[str, Any] = {"images": len(all_labels), "top1": top[1], "top5": top[5], "size": size, "split": split}

@@ -103,18 +103,10 @@ class RegionLoss(nn.Module):
                  num_classes: int | None = None, stride: int = 32) -> None:
         super().__init__()
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
-        if anchors.ndim != 2 or anchors.shape[1] != 2 or anchors.shape[0] == 0:
-            raise ValueError(f"RegionLoss: anchors must be Float[A, 2] (w, h) pairs, got {tuple(anchors.shape)}")
         if tree is None and num_classes is None:
             raise ValueError("RegionLoss: give a tree (hierarchical model) or num_classes (flat model)")
         if tree is not None and num_classes is not None and num_classes != tree.num_nodes:
             raise ValueError(f"RegionLoss: num_classes={num_classes} but the tree has {tree.num_nodes} nodes")
-        if cfg.classification_objectness not in ("paper", "darknet"):
-            raise ValueError(f"loss.classification_objectness: {cfg.classification_objectness!r} is not "
-                             f"'paper' or 'darknet'")
-        if cfg.classification_match not in ("label", "objectness"):
-            raise ValueError(f"loss.classification_match: {cfg.classification_match!r} is not "
-                             f"'label' or 'objectness'")
         self.register_buffer("anchors", anchors)
         self.cfg = cfg
         self.tree_buffers = TreeBuffers(tree) if tree is not None else None  # moves with the loss (`.to`)

@@ -14,15 +14,12 @@ import torch
 from torch import nn
 
 from yolo9000.checkpoint import CheckpointError, load_checkpoint, model_state
+from yolo9000.errors import WeightsError  # noqa: F401  (re-exported)
 
 DARKNET_SUFFIX = ".weights"
 # Wrappers that prefix every key: DistributedDataParallel ("module.") and torch.compile ("_orig_mod.").
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 TRUNK_PREFIX = "trunk."
-
-
-class WeightsError(CheckpointError):
-    """Weights do not fit the model; the message names the file, the parameter and both shapes."""
 
 
 def _strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
