@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from yolo9000.config import Config, load_config  # noqa: E402
 from yolo9000.distributed import init_distributed  # noqa: E402
+from yolo9000.builder import build_model  # noqa: E402
 from yolo9000.device import autocast, resolve_amp  # noqa: E402
 from yolo9000.engine import _Trainer  # noqa: E402
-from yolo9000.builder import build_model  # noqa: E402
 from yolo9000.model.summary import summarize  # noqa: E402
 from yolo9000.reference import darknet_file  # noqa: E402
 from wordtree.io import load_tree  # noqa: E402

@@ -14,11 +14,12 @@ from __future__ import annotations
 from wordtree._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "wordtree.tree": ("WordTree", "TreeBuffers", "TreeError", "NodeError", "AmbiguousNodeError"),
+    "wordtree.tree": ("WordTree", "TreeBuffers"),
+    "wordtree.errors": ("WordTreeError", "TreeError", "NodeError", "AmbiguousNodeError", "WordNetError", "InputError"),
     "wordtree.build": ("build_tree", "BuildResult", "Overrides"),
     "wordtree.io": ("load_tree", "load", "read_darknet", "write_darknet", "read_json", "write_json", "read_map",
                     "write_map", "to_json", "from_json"),
     "wordtree.ops": ("grouped_log_softmax", "absolute_log_probs", "absolute_probs", "tree_nll", "decide",
                      "decision_path", "subtree_prob", "topk_leaves"),
-    "wordtree.wordnet": ("WordNet", "WordNetError"),
+    "wordtree.wordnet": ("WordNet",),
 })

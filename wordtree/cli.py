@@ -46,7 +46,6 @@ def _darknet_file(name: str) -> Path:
     return darknet_file(name)
 
 
-
 def load_wordnet(folder: Path | None) -> WordNet:
     """WordNet from `folder`, else the reference data dir of `yolo9000 setup`, else NLTK's search path."""
     if folder is None:

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from wordtree.errors import AmbiguousNodeError, NodeError, TreeError  # noqa: F401  (TreeError re-exported)
+from wordtree.errors import AmbiguousNodeError, NodeError, TreeError  # noqa: F401  (re-exported)
 
 _WNID = re.compile(r"^n\d{8}$")
 _SYNSET_NAME = re.compile(r"^.+\.n\.\d+$")

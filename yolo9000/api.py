@@ -28,12 +28,12 @@ from torch import Tensor
 from wordtree.io import load_tree
 from wordtree.ops import DECIDE_MODES, subtree_prob
 from yolo9000.builder import build_model, build_postprocess
-from yolo9000.config import Config, ModelConfig, from_dict, load_config
+from yolo9000.config import Config, ConfigError, ModelConfig, from_dict, load_config
 from yolo9000.data.images import ImageLoadError, _pil_to_rgb, load_image
 from yolo9000.data.transforms import letterbox
 from yolo9000.device import select_device
+from yolo9000.errors import AmbiguousNodeError, CheckpointError, NodeError  # noqa: F401  (re-exported)
 from yolo9000.model.load import load_weights
-from yolo9000.errors import AmbiguousNodeError, CheckpointError, ConfigError, NodeError  # noqa: F401
 from yolo9000.postprocess import NMS_GROUPINGS, Detection, PathStep, PostProcess
 from yolo9000.reference import darknet_file
 
@@ -81,9 +81,9 @@ class DetectorOptions:
     Attributes:
         conf_threshold: minimum score = objectness * P(decided node) (darknet `detect`: .25).
         nms_iou: NMS IoU (darknet: .45).
-        nms_by: which boxes compete in NMS (`postprocess.DecisionScorer`): "root" (default: decided nodes under the same
-            tree root, so a "pentagon" and a "polygon" box on one figure are one object; flat models: per class),
-            "label" (darknet's per-class NMS) or "all".
+        nms_by: which boxes compete in NMS (`yolo9000.postprocess.DecisionScorer`): "root" (default: decided nodes
+            under the same tree root, so a "pentagon" and a "polygon" box on one figure are one object; flat models:
+            per class), "label" (darknet's per-class NMS) or "all".
         hier_threshold: the tree decision walk's threshold (darknet `-hier`: .5).
         mode: "paper" (multiply conditionals while above the threshold) or "darknet" (darknet's exact walk).
         max_depth: cap every decision at this depth (0 = roots); None for no cap.

@@ -122,7 +122,7 @@ def resolve_model_config(cfg: ModelConfig) -> ModelConfig:
 
     Raises:
         ConfigError: kind "yolo9000" without a tree.
-        FileNotFoundError, TreeError: the tree file is missing or malformed.
+        TreeError: the tree file is missing or malformed.
     """
     tree = load_tree(cfg.tree)
     if tree is None:

@@ -47,8 +47,8 @@ from yolo9000.data.collate import Batch
 from yolo9000.data.descriptor import DatasetDescriptor, load_descriptor
 from yolo9000.device import autocast, resolve_amp
 from yolo9000.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, wrap_model
-from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.errors import DatasetError
+from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.logging import RunLogger
 from yolo9000.optim import build_optimizer, build_scheduler
 

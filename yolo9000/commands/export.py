@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from yolo9000.commands.info import add_model_arguments, input_size, model_config_from_args
+from yolo9000.builder import build_model
 from yolo9000.config import ModelConfig, to_dict
 from yolo9000.darknet import save_darknet_weights, write_cfg
-from yolo9000.builder import build_model
 from yolo9000.model.inference import prepare_for_inference
 
 

@@ -14,8 +14,8 @@ import argparse
 import torch
 
 from yolo9000.config import ConfigError, ModelConfig, load_config
-from yolo9000.darknet import config_from_cfg
 from yolo9000.builder import build_model
+from yolo9000.darknet import config_from_cfg
 from yolo9000.model.summary import format_summary, summarize
 
 
