@@ -75,8 +75,12 @@ class _PoisonAt:
 
 def test_nan_guard_stops_names_step_and_term_and_saves_last_good_state(data, tmp_path, monkeypatch):
     clean = engine.train(tiny_config(data, ["train.max_steps=2"]), tmp_path / "clean", log=_quiet)
-    build = engine.build_criterion
-    monkeypatch.setattr(engine, "build_criterion", lambda *a: _PoisonAt(build(*a), at=2))
+    build = engine.build
+
+    def poisoned(cfg):
+        model, criterion, postprocess = build(cfg)
+        return model, _PoisonAt(criterion, at=2), postprocess
+    monkeypatch.setattr(engine, "build", poisoned)
     # The flag is only read every 4 steps: steps 3 and 4 run poisoned before the guard notices.
     cfg = tiny_config(data, ["train.max_steps=6", "train.log_every=4"])
     result = engine.train(cfg, tmp_path / "nan", log=_quiet)

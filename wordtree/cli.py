@@ -28,7 +28,7 @@ import torch
 from wordtree.build import (DARKNET_9K_OVERRIDES, PHYSICAL_ENTITY, BuildResult, Overrides, build_tree,
                             targets_9k_standin, targets_from_file, targets_from_imagenet_root)
 from wordtree.diff import diff
-from wordtree.errors import CliError  # noqa: F401  (re-exported)
+from wordtree.errors import CliError
 from wordtree.io import DARKNET_9K, load_tree, write_darknet, write_json
 from wordtree.tree import WordTree
 from wordtree.wordnet import WordNet
@@ -44,8 +44,6 @@ _SYNSET_NAME = re.compile(r"^.+\.n\.\d+$")
 def _darknet_file(name: str) -> Path:
     from yolo9000.reference import darknet_file  # lazy: wordtree itself never needs yolo9000
     return darknet_file(name)
-
-
 
 
 def load_wordnet(folder: Path | None) -> WordNet:

@@ -30,7 +30,7 @@ class CliError(WordTreeError):
 class NodeError(WordTreeError, KeyError):
     """A key names no node of the tree (or several, see `AmbiguousNodeError`)."""
 
-    def __str__(self) -> str:  # KeyError would print the message repr'd, newlines escaped
+    def __str__(self) -> str:  # KeyError would print the message repr'd
         return str(self.args[0]) if self.args else ""
 
 

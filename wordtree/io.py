@@ -145,7 +145,7 @@ def load_tree(spec: str | Path | None) -> WordTree | None:
             `yolo9000 setup`), or the path of a darknet `.tree` (its `.names` beside it is used when present) or a
             `.json` tree.
     Raises:
-        TreeError: the file does not exist (names it) or breaks a tree invariant (names the line).
+        TreeError: the file does not exist, or breaks a tree invariant (names the file and line).
     Trees are immutable, so a spec is read once (again if the file changes).
     """
     if spec is None:
@@ -155,7 +155,6 @@ def load_tree(spec: str | Path | None) -> WordTree | None:
         return _load_cached(spec, None)
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise TreeError(f"tree file {spec} does not exist (give a .tree or .json file, or '9k' for "
-                                "darknet's tree)")
+        raise TreeError(f"tree file {spec} does not exist (give a .tree or .json file, or '9k' for darknet's tree)")
     stat = path.stat()
     return _load_cached(str(path), (stat.st_mtime_ns, stat.st_size))

@@ -2,7 +2,7 @@
 
     from yolo9000 import Detector, build, load_config, train
     model, criterion, postprocess = build(load_config("yolo9000"))   # what a config means
-    detector = Detector.from_run("runs/demo")                                     # inference: raw -> detections
+    detector = Detector.from_run("runs/demo")                        # inference: raw -> detections
     detections = detector("photo.jpg")
 
 Names are imported on first use, so `import yolo9000` stays fast.

@@ -32,8 +32,8 @@ from yolo9000.config import Config, ConfigError, ModelConfig, from_dict, load_co
 from yolo9000.data.images import ImageLoadError, _pil_to_rgb, load_image
 from yolo9000.data.transforms import letterbox
 from yolo9000.device import select_device
-from yolo9000.model.load import load_weights
 from yolo9000.errors import AmbiguousNodeError, CheckpointError, NodeError  # noqa: F401  (re-exported)
+from yolo9000.model.load import load_weights
 from yolo9000.postprocess import NMS_GROUPINGS, Detection, PathStep, PostProcess
 from yolo9000.reference import darknet_file
 

@@ -71,22 +71,16 @@ class ModelConfig(_Section):
     stride: int = 32
 
     def check(self) -> None:
-        if self.stride != 32:
-            raise ConfigError(f"model.stride: {self.stride} is not supported; every trunk here has stride 32")
-        if not self.width > 0:
-            raise ConfigError(f"model.width: {self.width} must be positive")
-        if self.tree is None and self.num_classes < 1:
-            raise ConfigError(f"model.num_classes: {self.num_classes} must be at least 1")
-        if self.input_size <= 0 or self.input_size % self.stride:
-            raise ConfigError(f"model.input_size: {self.input_size} is not a positive multiple of {self.stride}")
-        if self.head_convs < 0:
-            raise ConfigError(f"model.head_convs: {self.head_convs} must be >= 0")
+        self._require(self.stride == 32, "stride", "is not supported; every trunk here has stride 32")
+        self._require(self.width > 0, "width", "must be positive")
+        self._require(self.tree is not None or self.num_classes >= 1, "num_classes", "must be at least 1")
+        self._require(self.input_size > 0 and self.input_size % self.stride == 0, "input_size",
+                      f"is not a positive multiple of {self.stride}")
+        self._require(self.head_convs >= 0, "head_convs", "must be >= 0")
         if self.head == "region":
-            if not self.anchors:
-                raise ConfigError("model.anchors: a detector needs at least one anchor")
-            bad = [a for a in self.anchors if not (a[0] > 0 and a[1] > 0)]
-            if bad:
-                raise ConfigError(f"model.anchors: {bad[0]} is not a positive (w, h) in grid units")
+            self._require(len(self.anchors) > 0, "anchors", "is empty; a detector needs at least one anchor")
+            self._require(all(w > 0 and h > 0 for w, h in self.anchors), "anchors",
+                          "must be positive (w, h) pairs in grid units")
 
     @property
     def head(self) -> Literal["classifier", "region"]:

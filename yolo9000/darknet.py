@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from yolo9000.config import ConfigError, ModelConfig
+from wordtree.errors import TreeError
 from wordtree.io import load_tree
 from yolo9000.builder import build_model
+from yolo9000.config import ConfigError, ModelConfig
+from yolo9000.errors import CfgError, DarknetError, WeightsError  # noqa: F401  (re-exported)
 from yolo9000.model.darknet19 import darknet19_layers, scale_channels
 from yolo9000.model.layers import ConvBNLeaky
-from yolo9000.errors import CfgError, DarknetError, WeightsError  # noqa: F401  (re-exported)
 
 # darknet's section names and their aliases (parser.c: string_to_layer_type), restricted to what we build.
 SECTION_ALIASES = {
@@ -342,7 +343,7 @@ def config_from_sections(sections: list[CfgSection], cfg_path: Path) -> ModelCon
     try:
         cfg = ModelConfig(width=width, depth=depth, input_size=width_px, **fields)
         n = _num_outputs(cfg)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, TreeError) as err:
         raise CfgError(f"{source}: the network it describes is not buildable: {err}") from None
     if cfg.tree is not None and n != cfg.num_classes:
         where = regions[-1].where("classes") if regions else source

@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import nn
 
 from wordtree.io import load_tree
-from yolo9000.builder import build_criterion, build_model, resolve_config
+from yolo9000.builder import build, build_model, resolve_config
 from yolo9000.checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
 from yolo9000.config import Config, ConfigError, save_config, to_dict
 from yolo9000.criterion import loss_term_names
@@ -308,10 +308,10 @@ class _Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool, dataset_overrides: list[str] | None,
                  log: Callable[[str], Any], info: DistInfo) -> None:
-        cfg = resolve_config(cfg)  # what config.yaml records agrees with the model (num_classes of a tree)
         tc = cfg.train
         if cfg.data.dataset is None:
             raise ConfigError("data.dataset: no dataset descriptor given (e.g. --set data.dataset=shapes)")
+        cfg = resolve_config(cfg)  # what config.yaml records agrees with the model (num_classes of a tree)
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
         self.log = log if info.is_main else (lambda message: None)
         self.device = info.device
@@ -323,14 +323,14 @@ class _Trainer:
         self.loader, self.counts = _build_loader(cfg, self.descriptor, self.tree, info)
         self.sampler = self.loader.batch_sampler
 
-        model = build_model(cfg.model)
+        model, criterion, _ = build(cfg)
         if tc.init and not resume:
             initialise_from(model, tc.init, tc.init_mode, self.log)
         model.to(self.device)
         if tc.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        self.criterion = build_criterion(cfg.model, cfg.loss).to(self.device)
+        self.criterion = criterion.to(self.device)
         self.ddp_model = wrap_model(model, info)
         self.optimizer = build_optimizer(model, tc, fused=True)
         # Accumulation runs across epoch boundaries: the loader's batches form one stream.

@@ -12,13 +12,14 @@ import contextlib
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
+
 from wordtree.io import load_tree
 from wordtree.ops import absolute_probs, decide, grouped_log_softmax
 from wordtree.tree import WordTree
@@ -196,6 +197,21 @@ def _model_device(model: torch.nn.Module, device: torch.device | str | None) -> 
     return param.device if param is not None else torch.device("cpu")
 
 
+def _outputs(model: torch.nn.Module, loader: Any, cfg: Any, device: torch.device,
+             progress: str | None) -> Iterator[tuple[Any, Tensor]]:
+    """(batch, raw float32 output) over a loader, the model in eval mode meanwhile; a tqdm bar titled `progress`."""
+    was_training = model.training
+    model.eval()
+    if progress:
+        from tqdm import tqdm
+        loader = tqdm(loader, desc=progress, dynamic_ncols=True)
+    try:
+        for batch in loader:
+            yield batch, _forward(model, batch.images, cfg, device)
+    finally:
+        model.train(was_training)
+
+
 def _forward(model: torch.nn.Module, images: Tensor, cfg: Any, device: torch.device) -> Tensor:
     images = images.to(device, non_blocking=True)
     if cfg.train.channels_last:
@@ -297,7 +313,7 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
 
     postprocess = postprocess or build_postprocess(cfg.model)
     if postprocess is None:
-        raise ValueError("evaluate_detection: the model is a classifier; use evaluate_classification")
+        raise ConfigError("evaluate_detection: model.kind darknet19 is a classifier; use evaluate_classification")
     descriptor = _descriptor(descriptor, dataset_overrides)
     tree = load_tree(cfg.model.tree)
     device = _model_device(model, device)
@@ -316,20 +332,12 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     postprocess = postprocess.to(device)
     scorer = postprocess.categories(torch.tensor([mapping[c] for c in cat_ids], device=device))
     loader = build_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
-    was_training = model.training
-    model.eval()
     detections, image_ids = [], []
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(loader, desc=f"eval {split}", dynamic_ncols=True)
-    for batch in batches:
-        raw = _forward(model, batch.images, cfg, device)
+    for batch, raw in _outputs(model, loader, cfg, device, f"eval {split}" if progress else None):
         kept = postprocess(raw, scorer, conf_threshold=conf_threshold, nms_iou=nms_iou, max_detections=100,
                            letterbox=batch.letterbox.to(device), orig_sizes=batch.orig_sizes.to(device))
         detections += coco_results(kept, cat_ids, batch.image_ids)
         image_ids += batch.image_ids.tolist()
-    model.train(was_training)
     metrics = coco_map(gt, detections, cat_ids, image_ids)
     per_class = {}
     for c in cat_ids:
@@ -397,15 +405,9 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
             raise ConfigError(f"evaluate_classification: leaf wnid {missing[0]} is not in the tree")
         leaves = torch.tensor([tree.index(w) for w in leaves])
     loader = build_classification_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
-    was_training = model.training
-    model.eval()
     probs, decided, labels = [], [], []
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(loader, desc=f"eval {split} (classification)", dynamic_ncols=True)
-    for batch in batches:
-        logits = _image_logits(cfg, _forward(model, batch.images, cfg, device))
+    for batch, raw in _outputs(model, loader, cfg, device, f"eval {split} (classification)" if progress else None):
+        logits = _image_logits(cfg, raw)
         if tree is None:
             probs.append(logits.softmax(dim=-1).cpu())
         else:
@@ -413,7 +415,6 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
             probs.append(absolute_probs(log_cond, tree).cpu())
             decided.append(decide(log_cond.exp(), tree, hier_threshold).node.cpu())
         labels.append(batch.labels[:, 0])
-    model.train(was_training)
     if not labels:
         raise DatasetError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
     all_probs, all_labels = torch.cat(probs), torch.cat(labels)

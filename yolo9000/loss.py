@@ -103,8 +103,6 @@ class RegionLoss(nn.Module):
                  num_classes: int | None = None, stride: int = 32) -> None:
         super().__init__()
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
-        if anchors.ndim != 2 or anchors.shape[1] != 2 or anchors.shape[0] == 0:
-            raise ValueError(f"RegionLoss: anchors must be Float[A, 2] (w, h) pairs, got {tuple(anchors.shape)}")
         if tree is None and num_classes is None:
             raise ValueError("RegionLoss: give a tree (hierarchical model) or num_classes (flat model)")
         if tree is not None and num_classes is not None and num_classes != tree.num_nodes:

@@ -45,8 +45,6 @@ class YOLODetector(nn.Module):
                  passthrough: bool = True, head_convs: int = 3) -> None:
         super().__init__()
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
-        if anchors.ndim != 2 or anchors.shape[1] != 2 or anchors.shape[0] == 0:
-            raise ValueError(f"model.anchors: expected A (w, h) pairs, got shape {tuple(anchors.shape)}")
         self.register_buffer("anchors", anchors)
         self.num_classes = num_classes
         self.num_anchors = anchors.shape[0]
