@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from yolo9000.evaluate_depth import DepthScorer, depth_ground_truth, depth_nodes, per_depth_from_detections
+from yolo9000.postprocess import PostProcess
 
 # The conftest tiny tree:  a{a1, a2, a3{a3x, a3y}}  b{b1{b1x{b1x_p, b1x_q}}}
 #   index: a 0, b 1, a1 2, a2 3, a3 4, b1 5, a3x 6, a3y 7, b1x 8, b1x_p 9, b1x_q 10
@@ -48,9 +49,9 @@ def test_scorer_matches_the_definition_on_one_hot_predictions(tiny_tree):
     gt = ground_truth({(0, 0): 1, (0, 1): 2, (1, 0): 3, (1, 1): 2})
     # cell (0,1) is right; cell (1,1) says a3y for an a3x box: right down to a3, wrong at depth 2
     predicted = {(0, 0): 2, (0, 1): 6, (1, 0): 9, (1, 1): 7}
-    scorer = DepthScorer(gt, CATEGORIES, tiny_tree)
-    scorer.add(raw_for(predicted, tiny_tree), torch.tensor([[1.0, 1.0]]), 32, torch.tensor([1]),
-               torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[64, 64]]))
+    scorer = DepthScorer(gt, CATEGORIES, tiny_tree, PostProcess([[1.0, 1.0]], 32, tiny_tree))
+    scorer.add(raw_for(predicted, tiny_tree), torch.tensor([1]), torch.tensor([[1.0, 0.0, 0.0]]),
+               torch.tensor([[64, 64]]))
     result = scorer.result()
     got = {r["depth"]: r["map50"] for r in result["per_depth"]}
     # the slow reading: each predicted box is a detection of its category, mapped to the ancestor at each depth
@@ -69,8 +70,7 @@ def test_scorer_matches_the_definition_on_one_hot_predictions(tiny_tree):
 
 
 def test_no_detections_give_zero_not_nan(tiny_tree):
-    scorer = DepthScorer(ground_truth({(0, 0): 1}), CATEGORIES, tiny_tree)
-    scorer.add(raw_for({}, tiny_tree), torch.tensor([[1.0, 1.0]]), 32, torch.tensor([1]),
-               torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[64, 64]]))
+    scorer = DepthScorer(ground_truth({(0, 0): 1}), CATEGORIES, tiny_tree, PostProcess([[1.0, 1.0]], 32, tiny_tree))
+    scorer.add(raw_for({}, tiny_tree), torch.tensor([1]), torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[64, 64]]))
     rows = scorer.result()["per_depth"]
     assert [r["depth"] for r in rows] == [0, 1] and all(r["map50"] == 0.0 and not math.isnan(r["map"]) for r in rows)

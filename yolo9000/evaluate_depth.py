@@ -2,9 +2,9 @@
 
 At depth d every ground-truth box is relabelled with its category node's ancestor at depth d (boxes whose node is
 shallower than d have no label at that depth and are left out), and every predicted box is scored for each depth-d
-node A as `objectness * P(A)`, the tree's probability that the box is A or one of its descendants (the same rule as
-`evaluate.category_scores`, darknet's validation scoring). Then per-category NMS and the real COCOeval, one run per
-depth: mAP@.5 over the depth-d nodes that have ground truth. Depth 0 asks "which root", the deepest level asks for
+node A as `objectness * P(A)`, the tree's probability that the box is A or one of its descendants (the model's
+`PostProcess` with a `CategoryScorer` over the depth-d nodes: darknet's validation scoring). Then per-category NMS,
+the top 100 per image and the real COCOeval, one run per depth: mAP@.5 over the depth-d nodes that have ground truth. Depth 0 asks "which root", the deepest level asks for
 the categories themselves.
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 from pycocotools.coco import COCO
 
 from wordtree.tree import WordTree
-from yolo9000.evaluate import _as_coco, category_scores, coco_detections, coco_map
+from yolo9000.evaluate import _as_coco, coco_map, coco_results
+from yolo9000.postprocess import PostProcess
 
 
 def depth_nodes(mapping: Mapping[int, int], tree: WordTree) -> dict[int, list[int]]:
@@ -58,27 +59,31 @@ class DepthScorer:
     Args:
         gt, mapping: the split's ground truth and {category id: tree node} (as `evaluate.detection_ground_truth`).
         tree: the WordTree.
-        conf_threshold, nms_iou: as `evaluate.coco_detections` (darknet: .005, .45).
+        postprocess: the model's PostProcess (its tree is `tree`).
+        conf_threshold, nms_iou: as for `evaluate_detection` (darknet: .005, .45).
     """
 
     def __init__(self, gt: COCO | Mapping[str, Any], mapping: Mapping[int, int], tree: WordTree,
-                 conf_threshold: float = 0.005, nms_iou: float = 0.45) -> None:
+                 postprocess: PostProcess, conf_threshold: float = 0.005, nms_iou: float = 0.45) -> None:
         self.gt, self.mapping, self.tree = _as_coco(gt), dict(mapping), tree
         self.levels = depth_nodes(self.mapping, tree)
-        self.nodes = torch.tensor([n for nodes in self.levels.values() for n in nodes], dtype=torch.long)
+        self.postprocess = postprocess
+        device = postprocess.anchors.device
+        # One scorer per depth: NMS and the top 100 per image are per depth, as separate COCOeval runs need.
+        self.scorers = {d: postprocess.categories(torch.tensor(nodes, device=device))
+                        for d, nodes in self.levels.items()}
         self.conf_threshold, self.nms_iou = conf_threshold, nms_iou
         self.detections: dict[int, list[dict]] = {d: [] for d in self.levels}
         self.image_ids: list[int] = []
 
-    def add(self, raw: torch.Tensor, anchors: torch.Tensor, stride: int, image_ids: torch.Tensor,
-            letterbox: torch.Tensor, orig_sizes: torch.Tensor) -> None:
-        """Score one batch: raw Float[B, A, 5+N, H, W], letterbox Float[B, 3], orig_sizes Long[B, 2]."""
-        boxes, scores = category_scores(raw, anchors, stride, self.tree, self.nodes)
-        start = 0
+    def add(self, raw: torch.Tensor, image_ids: torch.Tensor, letterbox: torch.Tensor | None = None,
+            orig_sizes: torch.Tensor | None = None) -> None:
+        """Score one batch: raw Float[B, A, 5+N, H, W], image_ids Long[B], letterbox Float[B, 3] (scale, pad_x,
+        pad_y), orig_sizes Long[B, 2] (height, width)."""
         for d, nodes in self.levels.items():
-            self.detections[d] += coco_detections(boxes, scores[..., start:start + len(nodes)], [n + 1 for n in nodes],
-                                                  image_ids, letterbox, orig_sizes, self.conf_threshold, self.nms_iou)
-            start += len(nodes)
+            kept = self.postprocess(raw, self.scorers[d], conf_threshold=self.conf_threshold, nms_iou=self.nms_iou,
+                                    max_detections=100, letterbox=letterbox, orig_sizes=orig_sizes)
+            self.detections[d] += coco_results(kept, [n + 1 for n in nodes], image_ids)
         self.image_ids += image_ids.tolist()
 
     def result(self) -> dict[str, Any]:
