@@ -66,7 +66,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def train_a_few_steps(descriptor: Path, tree: Path, run_dir: Path) -> int:
     settings = [f"data.dataset={descriptor}", f"model.tree={tree}", *TEST_SETTINGS, "train.max_steps=2"]
-    return main(["train", "--config", str(REPO / "configs" / "tiny.yaml"), "--out", str(run_dir),
+    return main(["train", "--config", "tiny", "--out", str(run_dir),
                  *[arg for s in settings for arg in ("--set", s)]])
 
 

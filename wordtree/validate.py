@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from wordtree.errors import InputError
 from wordtree.wordnet import WordNet
 
 _WNID = re.compile(r"^n\d{8}$")
@@ -144,14 +145,14 @@ def validate(prefix: str | Path, wordnet: WordNet | None = None, maps: list[Path
     Returns:
         (problems in file then line order, files checked).
     Raises:
-        FileNotFoundError: when PREFIX.tree does not exist.
+        InputError: when PREFIX.tree (or a --map file) does not exist.
     """
     prefix = Path(prefix)
     if prefix.suffix in SUFFIXES:
         prefix = prefix.with_suffix("")
     tree_path = prefix.with_name(prefix.name + ".tree")
     if not tree_path.is_file():
-        raise FileNotFoundError(f"{tree_path} does not exist (give the prefix of a darknet tree set, e.g. data/9k "
+        raise InputError(f"{tree_path} does not exist (give the prefix of a darknet tree set, e.g. data/9k "
                                 "for data/9k.tree, .names, .labels, .map)")
     problems: list[Problem] = []
     checked = [tree_path]
@@ -198,7 +199,7 @@ def validate(prefix: str | Path, wordnet: WordNet | None = None, maps: list[Path
         if map_path == map_paths[0] and not map_path.is_file():
             continue
         if not map_path.is_file():
-            raise FileNotFoundError(f"map file {map_path} does not exist")
+            raise InputError(f"map file {map_path} does not exist")
         checked.append(map_path)
         rows = _lines(map_path, problems)
         for i, row in enumerate(rows or []):

@@ -75,7 +75,7 @@ def register_combine(sub) -> None:
                          help="category name -> wnid choices to read first and rewrite (default DIR/names.yaml)")
     combine.add_argument("--overrides", type=Path, metavar="FILE",
                          help="tree build grafts/exclusions (YAML graft: {wnid: parent}, exclude: [wnid]); default: "
-                              "darknet's 4 grafts (datasets/9k_overrides.yaml)")
+                              "darknet's 4 grafts (yolo9000/datasets/9k_overrides.yaml)")
     combine.add_argument("--root", default="n00001930", metavar="WNID",
                          help="synset the tree hangs under, wnid or synset name (default physical_entity.n.01)")
     combine.add_argument("--name", help="dataset name in the descriptor (default: the folder's name)")
@@ -104,24 +104,19 @@ def _combine_command(args: argparse.Namespace) -> str:
 
 def run_combine(args: argparse.Namespace) -> int:
     from wordtree.build import Overrides
-    from wordtree.cli import CliError, load_wordnet, resolve_root
-    from wordtree.wordnet import WordNetError
+    from wordtree.cli import load_wordnet, resolve_root
     from yolo9000.data.combine import DARKNET_9K_OVERRIDES, CombineError, DetectionInput, combine
-    try:
-        wordnet = load_wordnet(args.wordnet)
-        root = resolve_root(args.root, wordnet)
-        if args.overrides is not None and not args.overrides.is_file():
-            raise CombineError(f"--overrides {args.overrides} does not exist")
-        overrides = Overrides.load(args.overrides) if args.overrides else DARKNET_9K_OVERRIDES
-        detection = ([DetectionInput("coco", images, annotations) for annotations, images in args.coco]
-                     + [DetectionInput("voc", root_dir, image_set=args.voc_image_set) for root_dir in args.voc]
-                     + [DetectionInput("coco", images, annotations, split="eval")
-                        for annotations, images in args.eval_coco])
-        result = combine(args.out, detection, args.imagenet, args.imagenet_list, wordnet, top=args.top,
-                         names_file=args.names, overrides=overrides, root=root, name=args.name,
-                         command=_combine_command(args))
-    except (CombineError, CliError, WordNetError) + USER_ERRORS as err:
-        return _fail("combine", err)
+    wordnet = load_wordnet(args.wordnet)
+    root = resolve_root(args.root, wordnet)
+    if args.overrides is not None and not args.overrides.is_file():
+        raise CombineError(f"--overrides {args.overrides} does not exist")
+    overrides = Overrides.load(args.overrides) if args.overrides else DARKNET_9K_OVERRIDES
+    detection = ([DetectionInput("coco", images, annotations) for annotations, images in args.coco]
+                 + [DetectionInput("voc", root_dir, image_set=args.voc_image_set) for root_dir in args.voc]
+                 + [DetectionInput("coco", images, annotations, split="eval") for annotations, images in args.eval_coco])
+    result = combine(args.out, detection, args.imagenet, args.imagenet_list, wordnet, top=args.top,
+                     names_file=args.names, overrides=overrides, root=root, name=args.name,
+                     command=_combine_command(args))
     print("\n".join(result.format()))
     return 1 if result.problems else 0
 

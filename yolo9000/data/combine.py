@@ -29,6 +29,7 @@ from wordtree.io import read_map, write_darknet, write_map
 from wordtree.tree import WordTree
 from wordtree.wordnet import WordNet, WordNetError
 from yolo9000.data.imagenet import read_list, scan_folders
+from yolo9000.errors import DatasetError
 from yolo9000.data.voc import parse_voc_xml
 from yolo9000.reference import darknet_file
 
@@ -48,7 +49,7 @@ COCO_JSON_SPELLINGS = {"airplane": "aeroplane", "motorcycle": "motorbike", "couc
                        "potted plant": "pottedplant", "dining table": "diningtable", "tv": "tvmonitor"}
 
 
-class CombineError(ValueError):
+class CombineError(DatasetError):
     """A user input of `data combine` cannot be used; the message names it."""
 
 
