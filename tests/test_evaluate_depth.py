@@ -74,3 +74,29 @@ def test_no_detections_give_zero_not_nan(tiny_tree):
     scorer.add(raw_for({}, tiny_tree), torch.tensor([1]), torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[64, 64]]))
     rows = scorer.result()["per_depth"]
     assert [r["depth"] for r in rows] == [0, 1] and all(r["map50"] == 0.0 and not math.isnan(r["map"]) for r in rows)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_eval_per_depth_from_a_run(tmp_path, capsys):
+    """End to end: train two steps, `eval --per-depth`. The eval categories are a1 and a3 (depth 1) and b1x
+    (depth 2), so at depth 2 the only ground truth is b1x's, scored as the per-class evaluation scores it."""
+    import json
+
+    from engine_data import write_config, write_dataset
+
+    from yolo9000.cli import main
+    write_dataset(tmp_path)
+    config = write_config(tmp_path, ["train.max_steps=2"])
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--per-depth", "--json", str(tmp_path / "m.json")]) == 0
+    text = capsys.readouterr().out
+    assert "mAP@.5 per tree depth" in text
+    detection = json.loads((tmp_path / "m.json").read_text())["detection"]
+    rows = {r["depth"]: r for r in detection["per_depth"]["per_depth"]}
+    assert set(rows) == {0, 1, 2} and rows[0]["categories"] == 2 and rows[1]["categories"] == 3
+    b1x = next(row for row in detection["per_class"].values() if row["wnid"] == "b1x")
+    assert rows[2]["categories"] == 1 and rows[2]["num_gt"] == b1x["num_gt"]
+    assert rows[2]["map50"] == pytest.approx(b1x["ap50"], abs=1e-9)
+    assert all(0.0 <= r["map50"] <= 1.0 for r in rows.values())
