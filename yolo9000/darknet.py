@@ -36,8 +36,10 @@ SECTION_ALIASES = {
     "avgpool": "avgpool", "avg": "avgpool",
     "softmax": "softmax", "soft": "softmax",
     "route": "route", "reorg": "reorg", "region": "region", "cost": "cost",
+    "shortcut": "shortcut", "dropout": "dropout",
 }
-SUPPORTED = ("net", "convolutional", "maxpool", "route", "reorg", "region", "avgpool", "softmax", "cost")
+SUPPORTED = ("net", "convolutional", "maxpool", "route", "reorg", "region", "avgpool", "softmax", "cost",
+             "shortcut", "dropout")
 # Options each layer type may carry. [net], [region] and [cost] hold training settings (darknet reads dozens),
 # so they accept anything; in the other layers an option we do not implement would change the network.
 LAYER_OPTIONS = {
@@ -47,6 +49,8 @@ LAYER_OPTIONS = {
     "softmax": {"groups", "tree", "temperature"},
     "route": {"layers"},
     "reorg": {"stride", "reverse", "flatten", "extra"},
+    "shortcut": {"from", "activation", "alpha", "beta"},
+    "dropout": {"probability"},
 }
 DARKNET_9K_TREE = "9k.tree"
 DEFAULT_VERSION = (0, 2, 0)  # what darknet writes today: seen as uint64
@@ -423,10 +427,12 @@ class ConvEntry:
 
 def darknet_convs(model: nn.Module) -> list[ConvEntry]:
     """The model's convolutions in darknet cfg order (module registration order), with their batch norms."""
+    from yolo9000.model.darknet_net import DarknetConv  # imported here: darknet_net imports this module
+
     entries: list[ConvEntry] = []
     inside = set()
     for name, module in model.named_modules():
-        if isinstance(module, ConvBNLeaky):
+        if isinstance(module, (ConvBNLeaky, DarknetConv)):
             entries.append(ConvEntry(name, module.conv, module.bn))
             inside.add(id(module.conv))
         elif isinstance(module, nn.Conv2d) and id(module) not in inside:
@@ -525,6 +531,40 @@ def load_darknet_weights(model: nn.Module, path: str | Path) -> int:
     return seen
 
 
+def load_darknet_prefix(model: nn.Module, path: str | Path) -> tuple[int, int]:
+    """Load a `.weights` file that holds the first k convolutions of the model's (darknet `partial` files such
+    as `darknet19_448.conv.23`, or a whole file); the other convolutions keep their values.
+
+    Darknet's `load_weights` reads until the file ends; here the file must end exactly after a convolution, so a
+    file for another network fails instead of loading half a layer.
+
+    Args:
+        model: a network whose convolutions are in darknet order (`DarknetNet`, `build_model`'s).
+        path: the `.weights` file.
+    Returns:
+        (seen, k): the header's `seen` and how many convolutions were loaded.
+    Raises:
+        WeightsError: the file ends inside a convolution (naming it and the offsets) or has more values than
+            the model's convolutions take.
+    """
+    path = Path(path)
+    entries = darknet_convs(model)
+    _, seen, values = read_weights_file(path)
+    offset = 0
+    for count, entry in enumerate(entries):
+        if offset == len(values):
+            _copy_into(entries[:count], values)
+            return seen, count
+        if offset + entry.num_floats > len(values):
+            raise WeightsError(f"{path}: the file ends at float {len(values)}, inside convolution {count} "
+                               f"{entry.describe()}, which needs floats {offset}..{offset + entry.num_floats}")
+        offset += entry.num_floats
+    if offset != len(values):
+        raise WeightsError(_fit_message(path, entries, len(values), type(model).__name__))
+    _copy_into(entries, values)
+    return seen, len(entries)
+
+
 def load_darknet_trunk(model: nn.Module, classifier_weights_path: str | Path) -> int:
     """Load a Darknet-19 classifier's weights into a model's trunk (the YOLO9000 recipe: detector from classifier).
 
@@ -558,7 +598,7 @@ def load_darknet_trunk(model: nn.Module, classifier_weights_path: str | Path) ->
 
 
 def save_darknet_weights(model: nn.Module, path: str | Path, seen: int = 0,
-                         version: tuple[int, int, int] = DEFAULT_VERSION) -> Path:
+                         version: tuple[int, int, int] = DEFAULT_VERSION, max_convs: int | None = None) -> Path:
     """Write the model as a darknet `.weights` file (atomically: a temporary file, then a rename).
 
     Args:
@@ -566,6 +606,7 @@ def save_darknet_weights(model: nn.Module, path: str | Path, seen: int = 0,
         path: destination.
         seen: images trained on, stored in the header.
         version: (major, minor, revision); (0, 2, 0) and later store `seen` as uint64, older ones as int32.
+        max_convs: write only the first this many convolutions (darknet's `partial`; None: all).
     Returns:
         The path written.
     """
@@ -580,9 +621,10 @@ def save_darknet_weights(model: nn.Module, path: str | Path, seen: int = 0,
     tmp = path.with_name(path.name + ".tmp")
     with torch.no_grad(), open(tmp, "wb") as f:
         f.write(header)
-        for entry in darknet_convs(model):
+        for entry in darknet_convs(model)[:max_convs]:
             for tensor in entry.tensors():
-                f.write(tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes())
+                # astype(copy=False) is free on little-endian machines: the array's buffer is written as it is.
+                f.write(tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False).data)
     os.replace(tmp, path)
     return path
 
