@@ -4,7 +4,8 @@
     yolo9000 info --cfg yolo9000.cfg [--size 544]
 
 `--cfg` builds any darknet cfg of the layers `DarknetNet` knows (resnet50.cfg, yolov2-tiny.cfg, ...); the default
-size is its `[net]` size. The model is built on the meta device (shapes only), so even YOLO9000's 28269-filter head is summarised at once.
+size is its `[net]` size. The model is built on the meta device (shapes only), so even YOLO9000's 28269-filter
+head is summarised at once.
 The last two lines are `params: <int>` and `flops: <int>`. `add_model_arguments` and `model_config_from_args`
 are shared with `yolo9000 export`.
 """
