@@ -16,7 +16,7 @@ batch_normalize, activation linear/leaky/relu/logistic), `[maxpool]` (size, stri
   other way.
 * route: channel concatenation in the listed order; shortcut: `alpha * x + beta * from` on the overlapping
   channels and (sub/super-sampled) cells, then the activation; avgpool: global mean; dropout: inverted dropout
-  (identity in eval mode); cost: identity (darknet's network output skips it).
+  (identity in eval mode); cost: zeros (darknet never writes it at inference; the network output skips it).
 * region: x, y, objectness through the logistic, w, h raw, classes through one softmax per cell (`softmax=1`),
   one softmax per sibling group of the tree (`tree=`), or the logistic; softmax: one per group of
   `inputs / groups` values, or per tree group, with `temperature`.
@@ -193,15 +193,14 @@ class Shortcut(nn.Module):
         return self.act(out)
 
 
-class PassThrough(nn.Module):
-    """`[cost]` (darknet's network output skips it) and other pass-through layers."""
+class Cost(nn.Module):
+    """`[cost]`: training only. At inference darknet never writes its output (zeros) and the network's output
+    skips it, so `DarknetNet.forward` does not run it."""
 
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.summary_kind = kind
+    summary_kind = "cost"
 
     def forward(self, x: Tensor) -> Tensor:
-        return x
+        return torch.zeros_like(x)
 
 
 class Dropout(nn.Dropout):
@@ -284,6 +283,11 @@ def _tree_from(section: CfgSection, key: str, cfg_path: Path | None) -> WordTree
         return load_tree(spec)
     except (FileNotFoundError, ValueError) as err:
         raise CfgError(f"{section.where(key)}: {err}") from None
+
+
+def _anchor_values(section: CfgSection, num: int) -> list[float]:
+    """`[region] anchors` as floats; darknet's default is .5 for every value."""
+    return section.get_list("anchors", float) if section.has("anchors") else [0.5] * (2 * num)
 
 
 def _shortcut_fits(source: LayerShape, target: LayerShape) -> bool:
@@ -390,7 +394,7 @@ class DarknetNet(nn.Module):
                 raise CfgError(f"{s.where('probability')}={p}: must be in [0, 1)")
             out, module = shape, Dropout(p)
         elif s.type == "cost":
-            out, module = shape, PassThrough("cost")
+            out, module = shape, Cost()
         elif s.type == "reorg":
             _zero_or_error(s, "flatten")
             _zero_or_error(s, "extra")
@@ -450,7 +454,7 @@ class DarknetNet(nn.Module):
         if coords != 4:
             raise CfgError(f"{s.where('coords')}={coords}: only coords=4 (boxes without masks) is supported")
         _zero_or_error(s, "background")
-        values = s.get_list("anchors", float) if s.has("anchors") else [0.5] * (2 * num)  # darknet's default
+        values = _anchor_values(s, num)
         if len(values) != 2 * num:
             raise CfgError(f"{s.where('anchors')}: {len(values)} values for num={num} anchors (expected {2 * num})")
         tree = _tree_from(s, "tree", cfg_path) if s.has("tree") else None
@@ -477,6 +481,12 @@ class DarknetNet(nn.Module):
     @property
     def region(self) -> Region | None:
         return next((m for m in self.layers if isinstance(m, Region)), None)
+
+    def reset_anchors(self) -> None:
+        """Set the anchors buffer from the cfg again (after `to_empty`, which leaves buffers uninitialised)."""
+        section = next(s for s in self.sections if s.type == "region")
+        with torch.no_grad():
+            self.anchors.copy_(torch.tensor(_anchor_values(section, self.num_anchors)).view(-1, 2))
 
     def layer_shapes(self, height: int, width: int) -> list[LayerShape]:
         """Each layer's output shape at another input size (pure arithmetic, as darknet's `resize_network`).
@@ -554,6 +564,8 @@ class DarknetNet(nn.Module):
                 raw = x
                 if not collect:
                     break
+            if isinstance(module, Cost) and not collect:
+                continue
             if isinstance(module, Route):
                 x = module([outputs[i] for i in module.sources])
             elif isinstance(module, Shortcut):
@@ -579,7 +591,7 @@ class DarknetNet(nn.Module):
         return raw
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
-        """Every layer's output as darknet computes it (region and softmax activated; cost passes through)."""
+        """Every layer's output as darknet computes it (region and softmax activated, cost zeros)."""
         return self._run(x, collect=True)[1]
 
     def features(self, x: Tensor, upto: int) -> Tensor:
