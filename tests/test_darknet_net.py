@@ -407,3 +407,24 @@ def test_stride_and_input_sizes_follow_the_layers():
     assert tiny.layer_shapes(16, 16)[-1].c == 16
     with pytest.raises(ValueError, match="reorg of a 1x1 map"):
         tiny.layer_shapes(4, 4)
+
+
+def test_cfg_trunk_of_a_classifier_equals_our_darknet19_trunk(ram_path, one_thread):
+    from yolo9000.darknet import parse_cfg
+    from yolo9000.model.darknet_net import CfgTrunk
+
+    ours = randomize_(build_model(load_config("configs/darknet19.yaml").model), 3).eval()
+    path = save_darknet_weights(ours, ram_path / "darknet19.weights", seen=77)   # a whole classifier file
+    trunk = CfgTrunk(parse_cfg(darknet_file("darknet19.cfg"))).eval()
+    assert (trunk.end, trunk.channels16, trunk.channels32) == (22, 512, 1024)   # layer 16 feeds the passthrough
+    assert load_darknet_prefix(trunk, path, longer_file=True) == (77, 18)
+    with pytest.raises(Exception, match="left over"):
+        load_darknet_prefix(trunk, path)      # without longer_file the classifier's last conv is an error
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for got, want in zip(trunk(x), ours.trunk(x)):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    resnet = CfgTrunk(parse_cfg(darknet_file("resnet50.cfg")))
+    assert resnet.net.sections[-1].type == "shortcut" and resnet.channels32 == 2048
+    with pytest.raises(CfgError, match=r"a trunk ends before \[avgpool\]"):
+        CfgTrunk(parse_cfg(darknet_file("darknet19.cfg")), end=24)

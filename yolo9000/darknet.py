@@ -531,7 +531,7 @@ def load_darknet_weights(model: nn.Module, path: str | Path) -> int:
     return seen
 
 
-def load_darknet_prefix(model: nn.Module, path: str | Path) -> tuple[int, int]:
+def load_darknet_prefix(model: nn.Module, path: str | Path, longer_file: bool = False) -> tuple[int, int]:
     """Load a `.weights` file that holds the first k convolutions of the model's (darknet `partial` files such
     as `darknet19_448.conv.23`, or a whole file); the other convolutions keep their values.
 
@@ -541,6 +541,8 @@ def load_darknet_prefix(model: nn.Module, path: str | Path) -> tuple[int, int]:
     Args:
         model: a network whose convolutions are in darknet order (`DarknetNet`, `build_model`'s).
         path: the `.weights` file.
+        longer_file: the file may also hold convolutions after the model's (a whole classifier's weights into
+            a trunk of its first layers): those are ignored.
     Returns:
         (seen, k): the header's `seen` and how many convolutions were loaded.
     Raises:
@@ -559,9 +561,9 @@ def load_darknet_prefix(model: nn.Module, path: str | Path) -> tuple[int, int]:
             raise WeightsError(f"{path}: the file ends at float {len(values)}, inside convolution {count} "
                                f"{entry.describe()}, which needs floats {offset}..{offset + entry.num_floats}")
         offset += entry.num_floats
-    if offset != len(values):
+    if offset != len(values) and not longer_file:
         raise WeightsError(_fit_message(path, entries, len(values), type(model).__name__))
-    _copy_into(entries, values)
+    _copy_into(entries, values[:offset])
     return seen, len(entries)
 
 

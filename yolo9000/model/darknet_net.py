@@ -45,12 +45,12 @@ ACTIVATIONS = ("linear", "leaky", "relu", "logistic")
 HEADS = ("region", "softmax")
 
 
-def make_activation(name: str) -> nn.Module:
+def make_activation(name: str, inplace: bool = False) -> nn.Module:
     """The module of a darknet activation name (linear, leaky, relu, logistic)."""
     if name == "leaky":
-        return nn.LeakyReLU(LEAKY_SLOPE)
+        return nn.LeakyReLU(LEAKY_SLOPE, inplace=inplace)
     if name == "relu":
-        return nn.ReLU()
+        return nn.ReLU(inplace=inplace)
     if name == "logistic":
         return nn.Sigmoid()
     if name == "linear":
@@ -71,7 +71,7 @@ class DarknetConv(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, filters, size, stride, padding, groups=groups, bias=not batch_normalize)
         self.bn = DarknetBatchNorm2d(filters) if batch_normalize else None
-        self.act = make_activation(activation)
+        self.act = make_activation(activation, inplace=True)  # on the conv's (or BN's) fresh output
         self.activation = activation
 
     @property
@@ -603,6 +603,78 @@ class DarknetNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"source={self.source!r}, head={self.head}"
+
+
+def default_trunk_end(net: DarknetNet) -> int:
+    """The last trunk layer of a classifier cfg: the layer before its first [avgpool], or before the 1x1
+    classifier conv (one filter per class) that precedes the pool (darknet19.cfg: layer 22; resnet50.cfg: the
+    last shortcut)."""
+    pool = next((i for i, s in enumerate(net.sections) if s.type in ("avgpool", "softmax", "region")),
+                len(net.sections))
+    end = pool - 1
+    layer = net.layers[end] if end >= 0 else None
+    if (isinstance(layer, DarknetConv) and layer.conv.kernel_size == (1, 1)
+            and layer.conv.out_channels == net.num_classes):
+        end -= 1
+    if end < 0:
+        raise CfgError(f"{net.source}: no layers before the classifier to use as a trunk")
+    return end
+
+
+class CfgTrunk(nn.Module):
+    """A darknet cfg's layers 0..`end` as a detector trunk: features at stride 16 and at the last layer.
+
+    The stride-16 map (YOLOv2's passthrough input) is the output of the last layer whose cells are input/16;
+    `channels16` is None when the cfg has none. Convolutions keep darknet's order, so `load_darknet_prefix(trunk,
+    classifier.weights, longer_file=True)` initialises it from the classifier's darknet weights.
+
+    Args:
+        sections: the parsed cfg.
+        end: the last layer kept (darknet numbering; negative counts from the cfg's end); default
+            `default_trunk_end`.
+    Attributes:
+        net: the DarknetNet holding layers 0..end.
+        channels16, channels32: output channels of the two maps; stride: input pixels per output cell.
+    """
+
+    def __init__(self, sections: Sequence[CfgSection], end: int | None = None,
+                 cfg_path: str | Path | None = None) -> None:
+        super().__init__()
+        full = DarknetNet(sections, cfg_path) if end is None or end < 0 else None
+        if end is None:
+            end = default_trunk_end(full)
+        elif end < 0:
+            end += len(full.layers)
+        if not 0 <= end < len(sections) - 1:
+            raise CfgError(f"{sections[0].source}: trunk end layer {end} is not a layer of the cfg")
+        kept = sections[1:end + 2]
+        bad = next((s for s in kept if s.type in ("region", "softmax", "cost", "avgpool")), None)
+        if bad is not None:
+            raise CfgError(f"{bad.where()}: a trunk ends before [{bad.type}] (end layer {end})")
+        self.net = DarknetNet([sections[0], *kept], cfg_path)
+        self.end = end
+        height = self.net.net_size[0]
+        self.stride = self.net.stride
+        at16 = [i for i, shape in enumerate(self.net.shapes) if shape.h * 16 == height]
+        self.index16 = at16[-1] if at16 and self.stride == 32 else None
+        self.channels16 = self.net.shapes[self.index16].c if self.index16 is not None else None
+        self.channels32 = self.net.shapes[-1].c
+        if self.index16 is not None:
+            self.net.keep = self.net.keep | {self.index16}
+
+    def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Float[B, C, H, W] -> (stride-16 features or None, the last layer's features)."""
+        outputs: dict[int, Tensor] = {}
+        for index, module in enumerate(self.net.layers):
+            if isinstance(module, Route):
+                x = module([outputs[i] for i in module.sources])
+            elif isinstance(module, Shortcut):
+                x = module(x, outputs[module.source])
+            else:
+                x = module(x)
+            if index in self.net.keep:
+                outputs[index] = x
+        return (outputs[self.index16] if self.index16 is not None else None), x
 
 
 def darknet_net_from_cfg(path: str | Path) -> DarknetNet:
