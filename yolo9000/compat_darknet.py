@@ -384,3 +384,29 @@ def detections(raw: np.ndarray | torch.Tensor, anchors: np.ndarray | torch.Tenso
 def label_lines(found: Sequence[DarknetDetection], names: Sequence[str]) -> list[str]:
     """darknet's `draw_detections` printout: `name: NN%` per detection (printf's %.0f of prob * 100)."""
     return [f"{names[d.label]}: {float(F32(d.prob)) * 100:.0f}%" for d in found]
+
+
+def box_to_xyxy(box: Sequence[float], image_w: int, image_h: int) -> tuple[float, float, float, float]:
+    """A darknet (x, y, w, h) box relative to the image as (x1, y1, x2, y2) image pixels, unclipped."""
+    x, y, w, h = box
+    return ((x - w / 2) * image_w, (y - h / 2) * image_h, (x + w / 2) * image_w, (y + h / 2) * image_h)
+
+
+@torch.no_grad()
+def detect(model: torch.nn.Module, image: np.ndarray, net_w: int, net_h: int, thresh: float = DARKNET_THRESH,
+           hier_thresh: float = DARKNET_HIER_THRESH, nms: float = DARKNET_NMS, tree: WordTree | None = None,
+           softmax: bool = True) -> list[DarknetDetection]:
+    """darknet's `detector test` on one image: letterbox, the network, region detections, `do_nms_sort`.
+
+    Args:
+        model: returns raw Float[1, A, 5+N, H, W] and has `anchors` (Float[A, 2], grid units).
+        image: Float32[3, H, W] from `load_image`.
+        net_w, net_h: network input size (darknet's `[net] width/height`).
+    Returns:
+        The detections darknet prints, in its order.
+    """
+    param = next(model.parameters())
+    x = torch.from_numpy(letterbox_image(image, net_w, net_h))[None].to(param.device, param.dtype)
+    raw = model(x)[0].float().cpu()
+    return detections(raw, model.anchors, image.shape[2], image.shape[1], net_w, net_h, thresh, hier_thresh, nms,
+                      tree, softmax)
