@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo9000.config import load_config  # noqa: E402
-from yolo9000.model import build_model  # noqa: E402
+from yolo9000.builder import build_model  # noqa: E402
 from yolo9000.darknet import load_darknet_weights, save_darknet_weights  # noqa: E402
 from yolo9000.model.darknet_net import darknet_net_from_cfg  # noqa: E402
 from yolo9000.model.inference import prepare_for_inference  # noqa: E402
@@ -151,7 +151,7 @@ def cfg_section(rounds: int, size: int = 416) -> dict:
     import tempfile
 
     torch.manual_seed(0)
-    ours = build_model(load_config(ROOT / "configs/yolov2.yaml").model).eval().requires_grad_(False)
+    ours = build_model(load_config(ROOT / "yolo9000/configs/yolov2.yaml").model).eval().requires_grad_(False)
     with tempfile.TemporaryDirectory() as tmp:
         path = save_darknet_weights(ours, Path(tmp) / "yolov2.weights")
         cfg_net = darknet_net_from_cfg(darknet_file("yolov2.cfg")).eval().requires_grad_(False)
@@ -176,7 +176,7 @@ def cfg_section(rounds: int, size: int = 416) -> dict:
 
 
 def train_section(rounds: int, batch: int = 4, size: int = 416) -> dict:
-    cfg = load_config(ROOT / "configs/yolov2.yaml").model
+    cfg = load_config(ROOT / "yolo9000/configs/yolov2.yaml").model
     torch.manual_seed(0)
     model = build_model(cfg).train()
     summary = summarize(model, size)
@@ -217,9 +217,9 @@ def main() -> None:
         print(json.dumps({"cfg_vs_ours_yolov2_416": cfg_section(rounds)}))
         return
     results = {"threads": torch.get_num_threads(), "rounds": rounds,
-               "yolov2_416": inference_section("YOLOv2", "configs/yolov2.yaml", 416, rounds, use_compile)}
+               "yolov2_416": inference_section("YOLOv2", "yolov2", 416, rounds, use_compile)}
     if not args.quick:
-        results["yolo9000_544"] = inference_section("YOLO9000", "configs/yolo9000.yaml", 544, rounds, False,
+        results["yolo9000_544"] = inference_section("YOLO9000", "yolo9000", 544, rounds, False,
                                                     all_variants=False)
     results["train_yolov2_b4_416"] = train_section(max(2, rounds - 2))
     results["cfg_vs_ours_yolov2_416"] = cfg_section(rounds)

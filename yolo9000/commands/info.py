@@ -12,13 +12,12 @@ are shared with `yolo9000 export`.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import torch
 
 from yolo9000.config import ConfigError, ModelConfig, load_config
-from yolo9000.darknet import DarknetError, config_from_cfg
-from yolo9000.model import build_model
+from yolo9000.builder import build_model
+from yolo9000.darknet import config_from_cfg
 from yolo9000.model.darknet_net import darknet_net_from_cfg
 from yolo9000.model.summary import format_summary, summarize
 
@@ -56,16 +55,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run_cfg(args: argparse.Namespace) -> int:
     """`info --cfg`: the generic darknet network of the cfg, at `--size` or the cfg's `[net]` size."""
-    try:
-        if args.set:
-            raise ConfigError("--set applies to --config files; edit the .cfg instead")
-        with torch.device("meta"):
-            net = darknet_net_from_cfg(args.cfg)
-        height, width = (args.size, args.size) if args.size is not None else net.net_size
-        net.layer_shapes(height, width)
-    except (ConfigError, DarknetError, ValueError) as err:
-        print(f"yolo9000 info: {err}", file=sys.stderr)
-        return 2
+    if args.set:
+        raise ConfigError("--set applies to --config files; edit the .cfg instead")
+    with torch.device("meta"):
+        net = darknet_net_from_cfg(args.cfg)
+    height, width = (args.size, args.size) if args.size is not None else net.net_size
+    net.layer_shapes(height, width)
     what = {"region": f"detector, {net.num_anchors} anchors x {net.num_classes} classes",
             "softmax": f"classifier, {net.num_classes} outputs"}.get(net.head, "features")
     print(f"{args.cfg}: darknet cfg, {what}{', tree' if net.tree is not None else ''}, {len(net.layers)} layers, "
@@ -77,14 +72,10 @@ def run_cfg(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.cfg:
         return run_cfg(args)
-    try:
-        cfg = model_config_from_args(args)
-        size = input_size(args, cfg)
-        with torch.device("meta"):
-            model = build_model(cfg)
-    except (ConfigError, DarknetError, FileNotFoundError) as err:
-        print(f"yolo9000 info: {err}", file=sys.stderr)
-        return 2
+    cfg = model_config_from_args(args)
+    size = input_size(args, cfg)
+    with torch.device("meta"):
+        model = build_model(cfg)
     source = args.cfg or args.config
     print(f"{source}: {cfg.kind}, {size}x{size} input")
     print(format_summary(summarize(model, size)))

@@ -492,7 +492,7 @@ class DarknetNet(nn.Module):
         """Each layer's output shape at another input size (pure arithmetic, as darknet's `resize_network`).
 
         Raises:
-            ValueError: naming the first layer darknet cannot run at that size (an empty output, a reorg of a
+            CfgError: naming the first layer darknet cannot run at that size (an empty output, a reorg of a
                 side not divisible by its stride, routed layers of different sizes).
         """
         shapes: list[LayerShape] = []
@@ -514,21 +514,21 @@ class DarknetNet(nn.Module):
                     c, h, w = c // (s * s), h * s, w * s
                 else:
                     if h % s or w % s:
-                        raise ValueError(f"{where}: reorg of a {h}x{w} map by {s}")
+                        raise CfgError(f"{where}: reorg of a {h}x{w} map by {s}")
                     c, h, w = c * s * s, h // s, w // s
             elif isinstance(module, Route):
                 first = shapes[module.sources[0]]
                 if any((shapes[i].h, shapes[i].w) != (first.h, first.w) for i in module.sources):
-                    raise ValueError(f"{where}: routed layers differ in size")
+                    raise CfgError(f"{where}: routed layers differ in size")
                 c, h, w = sum(shapes[i].c for i in module.sources), first.h, first.w
             elif isinstance(module, Shortcut):
                 if not _shortcut_fits(shapes[module.source], LayerShape(c, h, w)):
                     src = shapes[module.source]
-                    raise ValueError(f"{where}: shortcut from a {src.h}x{src.w} map to a {h}x{w} map")
+                    raise CfgError(f"{where}: shortcut from a {src.h}x{src.w} map to a {h}x{w} map")
             elif isinstance(module, Softmax):
                 c, h, w = c * h * w, 1, 1
             if min(c, h, w) < 1:
-                raise ValueError(f"{where}: empty output {c}x{h}x{w}")
+                raise CfgError(f"{where}: empty output {c}x{h}x{w}")
             shapes.append(LayerShape(c, h, w))
         return shapes
 
@@ -539,7 +539,7 @@ class DarknetNet(nn.Module):
         for side in range(self.stride, limit + 1, self.stride):
             try:
                 shapes = self.layer_shapes(side, side)
-            except ValueError:
+            except CfgError:
                 continue
             last = side
             for section, shape in zip(self.sections, shapes):
