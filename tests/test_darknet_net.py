@@ -17,7 +17,7 @@ from wordtree.io import write_darknet
 from yolo9000.config import load_config
 from yolo9000.darknet import (CfgError, darknet_convs, load_darknet_prefix, load_darknet_weights, parse_cfg_text,
                               read_weights_file, save_darknet_weights)
-from yolo9000.model import build_model
+from yolo9000.builder import build_model
 from yolo9000.model.darknet_net import (DarknetMaxPool, DarknetNet, DarknetReorg, darknet_net_from_cfg)
 from yolo9000.reference import DARKNET_NETWORK_CFGS, darknet_file
 
@@ -113,9 +113,9 @@ def test_package_cfg_builds_runs_at_two_sizes_and_round_trips_weights(name, ram_
         assert torch.equal(fresh(x), outputs[0])
 
 
-@pytest.mark.parametrize("name,config", [("yolov2.cfg", "configs/yolov2.yaml"),
-                                         ("yolo9000.cfg", "configs/yolo9000.yaml"),
-                                         ("darknet19.cfg", "configs/darknet19.yaml")])
+@pytest.mark.parametrize("name,config", [("yolov2.cfg", "yolov2"),
+                                         ("yolo9000.cfg", "yolo9000"),
+                                         ("darknet19.cfg", "darknet19")])
 def test_cfg_network_equals_our_model_config_on_the_same_weights(name, config, ram_path, one_thread):
     torch.manual_seed(1)
     ours = randomize_(build_model(load_config(config).model), 1).eval()  # real init: its anchors are the config's
@@ -413,7 +413,7 @@ def test_cfg_trunk_of_a_classifier_equals_our_darknet19_trunk(ram_path, one_thre
     from yolo9000.darknet import parse_cfg
     from yolo9000.model.darknet_net import CfgTrunk
 
-    ours = randomize_(build_model(load_config("configs/darknet19.yaml").model), 3).eval()
+    ours = randomize_(build_model(load_config("darknet19").model), 3).eval()
     path = save_darknet_weights(ours, ram_path / "darknet19.weights", seen=77)   # a whole classifier file
     trunk = CfgTrunk(parse_cfg(darknet_file("darknet19.cfg"))).eval()
     assert (trunk.end, trunk.channels16, trunk.channels32) == (22, 512, 1024)   # layer 16 feeds the passthrough
