@@ -2,12 +2,16 @@
 hierarchy walk) and `do_nms_sort`'s order and suppression, by hand and against slow transcriptions of its C."""
 from __future__ import annotations
 
+import json
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from wordtree.io import write_darknet
 from yolo9000 import compat_darknet as dn
 
 F32 = np.float32
@@ -237,3 +241,67 @@ def test_region_activations_and_boxes_match_darknets_formulas(generator):
     assert x == pytest.approx((1 + act[1, 0, 2, 1]) / 4) and y == pytest.approx((2 + act[1, 1, 2, 1]) / 3)
     assert w == pytest.approx(math.exp(act[1, 2, 2, 1]) * 3 / 4)
     assert h == pytest.approx(math.exp(act[1, 3, 2, 1]) * 0.5 / 3)
+
+
+# ------------------------------------------------------------------------------------------ Detector and CLI
+TINY = Path(__file__).resolve().parent.parent / "yolo9000" / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    from PIL import Image
+
+    pixels = np.random.default_rng(3).integers(0, 256, (72, 120, 3), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("photo") / "photo.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def darknet_detector(**overrides):
+    from yolo9000.api import Detector, RandomWeightsWarning
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        return Detector.from_config(TINY, device="cpu", compat="darknet", size=64, **overrides)
+
+
+@pytest.mark.parametrize("tree", [False, True])
+def test_detector_compat_darknet_is_the_darknet_pipeline(tree, tiny_tree, tmp_path, photo):
+    overrides = [f"model.tree={write_darknet(tiny_tree, tmp_path / 'tiny')[0]}"] if tree else ["model.num_classes=3"]
+    detector = darknet_detector(overrides=overrides, conf_threshold=0.2 if tree else 0.15, hier_threshold=0.3)
+    found = detector(photo)
+    # The same by hand: stb/PIL decoding, letterbox_image, the raw output, get_region_detections, do_nms_sort.
+    pixels = dn.load_image(photo)
+    with torch.no_grad():
+        raw = detector.model(torch.from_numpy(dn.letterbox_image(pixels, 64, 64))[None])[0]
+    expected = dn.detections(raw, detector.postprocess.anchors, 120, 72, 64, 64, 0.2 if tree else 0.15, 0.3, 0.45,
+                             detector.tree)
+    assert found and [(d.anchor, d.row, d.col, d.label) for d in found] == [
+        (e.anchor, e.row, e.col, e.label) for e in expected]
+    for d, e in zip(found, expected):
+        assert d.score == pytest.approx(e.prob) and d.objectness == pytest.approx(e.objectness)
+        assert d.box == pytest.approx(dn.box_to_xyxy(e.box, 120, 72))
+        if tree:
+            assert d.score == d.objectness                      # darknet reports the objectness for a tree
+            assert [s.node for s in d.path] == tiny_tree.path(d.label)
+        else:
+            assert d.score == pytest.approx(d.objectness * d.prob, rel=1e-5)
+    if not tree:   # flat: every class over the threshold, so a cell can report several classes
+        assert len({(d.anchor, d.row, d.col) for d in found}) <= len(found)
+
+
+def test_detect_compat_darknet_prints_darknets_label_lines(tiny_tree, tmp_path, photo, capsys):
+    from yolo9000.cli import main
+
+    tree = write_darknet(tiny_tree, tmp_path / "tiny")[0]
+    args = ["detect", "--config", str(TINY), "--set", f"model.tree={tree}", str(photo), "--out", str(tmp_path / "o"),
+            "--device", "cpu", "--size", "64", "--conf", "0.2", "--hier", "0.3", "--compat", "darknet"]
+    torch.manual_seed(0)
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    detector = darknet_detector(overrides=[f"model.tree={tree}"], conf_threshold=0.2, hier_threshold=0.3)
+    expected = [f"{d.name}: {d.score * 100:.0f}%" for d in detector(photo)]
+    assert expected and out[0] == f"{photo}:" and out[1:1 + len(expected)] == expected
+    report = json.loads((tmp_path / "o" / "detections.json").read_text())
+    assert all({"anchor", "row", "col"} <= set(d) for d in report["images"][0]["detections"])

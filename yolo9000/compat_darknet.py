@@ -58,13 +58,20 @@ def load_image(path: str | Path) -> np.ndarray:
     Decoded with stb_image, darknet's own decoder, when `libstb` is installed: bit for bit darknet's pixels on its
     sample photos. Without it PIL decodes, whose libjpeg differs from stb by up to 3/255 on 5-9% of the values.
     """
-    if stb_available():
-        import libstb
+    from yolo9000.errors import ImageLoadError
 
-        data = np.asarray(libstb.imread(str(path), channels=3))  # stbi_load(..., 3), as darknet asks
-    else:
-        with Image.open(path) as image:
-            data = np.asarray(image.convert("RGB"))
+    if not Path(path).is_file():
+        raise ImageLoadError(f"image {path} does not exist", "missing")
+    try:
+        if stb_available():
+            import libstb
+
+            data = np.asarray(libstb.imread(str(path), channels=3))  # stbi_load(..., 3), as darknet asks
+        else:
+            with Image.open(path) as image:
+                data = np.asarray(image.convert("RGB"))
+    except Exception as err:  # noqa: BLE001 - any decoder failure is this file's problem
+        raise ImageLoadError(f"image {path} cannot be decoded: {err}", "unreadable") from None
     return (data.transpose(2, 0, 1).astype(np.float64) / 255.0).astype(F32)
 
 
@@ -368,8 +375,18 @@ def detections(raw: np.ndarray | torch.Tensor, anchors: np.ndarray | torch.Tenso
     Returns:
         One DarknetDetection per (candidate, class) with a probability left after NMS.
     """
-    dets = get_region_detections(region_activations(raw, tree, softmax), anchors, image_w, image_h, net_w, net_h,
-                                 thresh, hier_thresh, tree, class_map)
+    return detections_from_activations(region_activations(raw, tree, softmax), anchors, image_w, image_h, net_w,
+                                       net_h, thresh, hier_thresh, nms, tree, class_map)
+
+
+def detections_from_activations(activated: np.ndarray, anchors: np.ndarray | torch.Tensor, image_w: int,
+                                image_h: int, net_w: int, net_h: int, thresh: float = DARKNET_THRESH,
+                                hier_thresh: float = DARKNET_HIER_THRESH, nms: float = DARKNET_NMS,
+                                tree: WordTree | None = None,
+                                class_map: Sequence[int] | None = None) -> list[DarknetDetection]:
+    """`detections` from the region's activations (`region_activations`)."""
+    dets = get_region_detections(activated, anchors, image_w, image_h, net_w, net_h, thresh, hier_thresh, tree,
+                                 class_map)
     if nms:
         dets = do_nms_sort(dets, nms)
     out = []
@@ -410,3 +427,36 @@ def detect(model: torch.nn.Module, image: np.ndarray, net_w: int, net_h: int, th
     raw = model(x)[0].float().cpu()
     return detections(raw, model.anchors, image.shape[2], image.shape[1], net_w, net_h, thresh, hier_thresh, nms,
                       tree, softmax)
+
+
+def to_detections(found: Sequence[DarknetDetection], activated: np.ndarray, image_w: int, image_h: int,
+                  tree: WordTree | None = None, names: Sequence[str] | None = None) -> list:
+    """darknet's detections as our `Detection`s (in darknet's order), for `Detector` with `compat="darknet"`.
+
+    score is darknet's probability (flat: objectness x P(class); tree: the objectness); prob is P(class) (tree: the
+    node's absolute probability); the path holds the conditionals; box is darknet's, unclipped, in image pixels.
+
+    Args:
+        found: from `detections_from_activations`.
+        activated: Float32[A, 5+N, H, W] the region's activations they came from.
+    """
+    from yolo9000.postprocess import Detection, PathStep  # imported here: postprocess is the heavier module
+
+    out = []
+    for d in found:
+        cond = activated[d.anchor, 5:, d.row, d.col]
+        if tree is None:
+            name = names[d.label] if names is not None else f"class{d.label}"
+            prob = float(cond[d.label])
+            path = (PathStep(d.label, None, name, prob),)
+            probs = torch.from_numpy(cond.copy())
+            wnid = None
+        else:
+            absolute = hierarchy_predictions(cond, tree)
+            name, wnid, prob = tree.names[d.label], tree.wnids[d.label], float(absolute[d.label])
+            path = tuple(PathStep(n, tree.wnids[n], tree.names[n], float(cond[n])) for n in tree.path(d.label))
+            probs = torch.from_numpy(absolute)
+        out.append(Detection(box=box_to_xyxy(d.box, image_w, image_h), score=d.prob, objectness=d.objectness,
+                             label=d.label, wnid=wnid, name=name, prob=prob, path=path, probs=probs,
+                             anchor=d.anchor, row=d.row, col=d.col))
+    return out
