@@ -448,7 +448,7 @@ def _model_config(config: str | Path | Config | ModelConfig, overrides: Sequence
     if path.suffix == ".cfg":
         if overrides:
             raise ConfigError(f"{path}: --set overrides apply to YAML configs, not darknet .cfg files")
-        from yolo9000.darknet import config_from_cfg
-        return config_from_cfg(path)
+        from yolo9000.darknet import cfg_model_config
+        return cfg_model_config(path)
     return load_config(path, list(overrides or [])).model
 

@@ -394,6 +394,60 @@ def config_from_cfg(path: str | Path) -> ModelConfig:
     return config_from_sections(parse_cfg(path), path)
 
 
+def generic_config_from_sections(sections: list[CfgSection], cfg_path: Path) -> ModelConfig:
+    """A `[region]` cfg of any trunk as a ModelConfig: `model.trunk: darknet:<cfg>:<layer>` holds every layer up to
+    the prediction conv, the region head (no extra convs, no passthrough) adds that 1x1 conv; anchors, classes and
+    tree come from `[region]`. Its convolutions are the cfg's in order, so the cfg's `.weights` load unchanged.
+
+    Raises:
+        CfgError: not a region cfg, or its last conv is not the 1x1 linear prediction conv the head builds.
+    """
+    from yolo9000.model.darknet_net import DarknetNet
+
+    with torch.device("meta"):
+        net = DarknetNet(sections, cfg_path)
+    body = list(net.sections)
+    if net.head != "region":
+        raise CfgError(f"{cfg_path}: only [region] cfgs build as a detector of any trunk (this one ends in "
+                       f"[{body[-1].type}])")
+    region = next(i for i, s in enumerate(body) if s.type == "region")
+    pred = net.layers[region - 1] if region else None
+    conv = getattr(pred, "conv", None)
+    if conv is None or conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 \
+            or pred.bn is not None or pred.activation != "linear":
+        raise CfgError(f"{body[region - 1].where()}: the layer before [region] must be a 1x1 linear conv with "
+                       "bias (the region head's prediction conv)")
+    height, width = net.net_size
+    if height != width:
+        raise CfgError(f"{sections[0].where('width')}: width={width} and height={height} differ; model.input_size "
+                       "is square")
+    region_section = body[region]
+    tree = _resolve_tree(region_section, "tree", cfg_path) if region_section.has("tree") else None
+    return ModelConfig(kind="yolo9000" if tree else "yolov2", num_classes=net.num_classes, tree=tree,
+                       trunk=f"darknet:{Path(cfg_path).resolve()}:{region - 2}",
+                       anchors=_region_anchors(region_section, net.num_anchors), passthrough=False, head_convs=0,
+                       input_size=width)
+
+
+def _region_anchors(section: CfgSection, num: int) -> tuple[tuple[float, float], ...]:
+    values = section.get_list("anchors", float) if section.has("anchors") else [0.5] * (2 * num)
+    return tuple((values[2 * i], values[2 * i + 1]) for i in range(num))
+
+
+def cfg_model_config(path: str | Path) -> ModelConfig:
+    """The ModelConfig of a darknet cfg: one of our networks (`config_from_cfg`) when it is one, else, for a
+    `[region]` cfg of any trunk (yolov2-tiny.cfg, ...), `generic_config_from_sections`."""
+    path = Path(path)
+    sections = parse_cfg(path)
+    try:
+        return config_from_sections(sections, path)
+    except CfgError as ours:
+        try:
+            return generic_config_from_sections(sections, path)
+        except CfgError as generic:
+            raise CfgError(f"{generic} (and not one of our networks either: {ours})") from None
+
+
 # ------------------------------------------------------------------------------------------------------ .weights
 @dataclass(frozen=True)
 class ConvEntry:

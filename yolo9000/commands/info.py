@@ -17,7 +17,7 @@ import torch
 
 from yolo9000.config import ConfigError, ModelConfig, load_config
 from yolo9000.builder import build_model
-from yolo9000.darknet import config_from_cfg
+from yolo9000.darknet import cfg_model_config
 from yolo9000.model.darknet_net import darknet_net_from_cfg
 from yolo9000.model.summary import format_summary, summarize
 
@@ -37,7 +37,7 @@ def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
     if args.cfg:
         if args.set:
             raise ConfigError("--set applies to --config files; edit the .cfg instead")
-        return config_from_cfg(args.cfg)
+        return cfg_model_config(args.cfg)
     return load_config(args.config, args.set).model
 
 

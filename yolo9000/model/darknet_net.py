@@ -677,6 +677,48 @@ class CfgTrunk(nn.Module):
         return (outputs[self.index16] if self.index16 is not None else None), x
 
 
+def resolve_cfg_path(name: str) -> Path:
+    """A cfg path as given, or one of the package's cfgs by file name (`yolov2-tiny.cfg`, from `yolo9000 setup`)."""
+    from yolo9000.reference import darknet_dir
+
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    cached = darknet_dir() / Path(name).name
+    if path.parent == Path(".") and cached.is_file():
+        return cached
+    raise CfgError(f"cfg file {name} does not exist (nor among the package's cfgs in {darknet_dir()})")
+
+
+def split_trunk_name(name: str) -> tuple[str, int | None]:
+    """`model.trunk`'s part after "darknet:": "CFG" or "CFG:END" (END: the last layer kept, darknet numbering)."""
+    head, sep, tail = name.rpartition(":")
+    if sep and tail.lstrip("-").isdigit():
+        return head, int(tail)
+    return name, None
+
+
+def darknet_trunk(cfg, name: str) -> CfgTrunk:
+    """`yolo9000.builder`'s trunk factory for `model.trunk: darknet:CFG[:END]`, initialised from
+    `model.trunk_weights` (a darknet `.weights` of the whole cfg, or a partial file such as
+    darknet19_448.conv.23) when given."""
+    from yolo9000.config import ConfigError
+    from yolo9000.darknet import load_darknet_prefix, parse_cfg
+
+    if not name:
+        raise ConfigError("model.trunk: give darknet:<cfg>[:<last layer>], e.g. darknet:darknet19.cfg:22")
+    cfg_name, end = split_trunk_name(name)
+    path = resolve_cfg_path(cfg_name)
+    trunk = CfgTrunk(parse_cfg(path), end, path)
+    if trunk.stride != cfg.stride:
+        raise ConfigError(f"model.trunk: {name} ends at stride {trunk.stride}; the heads need stride {cfg.stride}")
+    if cfg.head == "region" and cfg.passthrough and trunk.channels16 is None:
+        raise ConfigError(f"model.passthrough: {name} has no stride-16 layer to route from; set it to false")
+    if cfg.trunk_weights is not None:
+        load_darknet_prefix(trunk, cfg.trunk_weights, longer_file=True)
+    return trunk
+
+
 def darknet_net_from_cfg(path: str | Path) -> DarknetNet:
     """Parse a darknet `.cfg` and build its network (fresh PyTorch initialisation).
 
