@@ -305,3 +305,20 @@ def test_detect_compat_darknet_prints_darknets_label_lines(tiny_tree, tmp_path, 
     assert expected and out[0] == f"{photo}:" and out[1:1 + len(expected)] == expected
     report = json.loads((tmp_path / "o" / "detections.json").read_text())
     assert all({"anchor", "row", "col"} <= set(d) for d in report["images"][0]["detections"])
+
+
+def test_query_compat_darknet_reports_darknets_detections(tiny_tree, tmp_path, photo, capsys):
+    from yolo9000.cli import main
+
+    tree = write_darknet(tiny_tree, tmp_path / "tiny")[0]
+    out = tmp_path / "q.json"
+    torch.manual_seed(0)
+    assert main(["query", "--config", str(TINY), "--set", f"model.tree={tree}", str(photo), "--device", "cpu",
+                 "--size", "64", "--conf", "0.2", "--hier", "0.3", "--compat", "darknet", "--node", "a",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())["images"][0]
+    detector = darknet_detector(overrides=[f"model.tree={tree}"], conf_threshold=0.2, hier_threshold=0.3)
+    expected = detector(photo)
+    assert [(d["anchor"], d["row"], d["col"], d["label"]) for d in report["detections"]] == [
+        (d.anchor, d.row, d.col, d.label) for d in expected]
+    assert report["subtree_probability"] == pytest.approx(detector.subtree_probability(expected, "a"))

@@ -4,6 +4,7 @@ under the YOLO9000 head that trains through the engine, evaluates and exports.""
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 
 import pytest
@@ -15,8 +16,12 @@ from yolo9000.api import Detector, RandomWeightsWarning
 from yolo9000.builder import build_model
 from yolo9000.cli import main
 from yolo9000.config import load_config
+from wordtree.io import load_tree
 from yolo9000.darknet import cfg_model_config, darknet_convs, load_darknet_weights, save_darknet_weights
+from yolo9000.data.descriptor import build_detection, load_descriptor
+from yolo9000.engine import build_trained_model
 from yolo9000.errors import CfgError, ConfigError
+from yolo9000.evaluate import detection_ground_truth
 from yolo9000.model.darknet_net import darknet_net_from_cfg
 from yolo9000.reference import darknet_file
 
@@ -136,6 +141,25 @@ def test_cfg_classifier_trunk_under_the_yolo9000_head_trains_evaluates_and_expor
     assert main(["train", "--config", str(config), "--out", str(run)]) == 0
     assert main(["eval", "--run", str(run), "--train-split", "train"]) == 0
     assert "mAP@[.5:.95]" in capsys.readouterr().out
+    # darknet's validation scoring: every category over .005, do_nms_sort, boxes clipped; the same count by hand.
+    metrics = tmp_path / "darknet.json"
+    assert main(["eval", "--run", str(run), "--compat", "darknet", "--conf", "0.05", "--json", str(metrics)]) == 0
+    result = json.loads(metrics.read_text())["detection"]
+    trained = build_trained_model(load_config(run / "config.yaml"), run / "last.pt", "cpu")
+    run_cfg = load_config(run / "config.yaml")
+    tree = load_tree(run_cfg.model.tree)
+    _, mapping, _ = detection_ground_truth(load_descriptor(run_cfg.data.dataset), "eval", tree)
+    expected = 0
+    for record in build_detection(load_descriptor(run_cfg.data.dataset), "eval", tree).records:
+        pixels = dn.load_image(record.file)
+        size = run_cfg.data.eval_size
+        with torch.no_grad():
+            raw = trained.eval()(torch.from_numpy(dn.letterbox_image(pixels, size, size))[None])[0]
+        dets = dn.get_region_detections(dn.region_activations(raw, tree), trained.anchors, pixels.shape[2],
+                                        pixels.shape[1], size, size, 0.05, tree=tree,
+                                        class_map=[mapping[c] for c in sorted(mapping)])
+        expected += int((dn.do_nms_sort(dets, 0.45).probs > 0).sum())
+    assert result["images"] == 4 and result["detections"] == expected > 0
     out = tmp_path / "model.onnx"
     assert main(["export", "--config", str(run / "config.yaml"), "--weights", str(run / "last.pt"), "--out",
                  str(out), "--verify"]) == 0
