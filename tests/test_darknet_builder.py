@@ -164,6 +164,15 @@ def test_cfg_classifier_trunk_under_the_yolo9000_head_trains_evaluates_and_expor
     assert main(["export", "--config", str(run / "config.yaml"), "--weights", str(run / "last.pt"), "--out",
                  str(out), "--verify"]) == 0
     assert out.stat().st_size > 0
+    # --format darknet writes the trunk's own cfg layers, then the head: darknet's network of it is ours.
+    prefix = tmp_path / "exported"
+    assert main(["export", "--config", str(run / "config.yaml"), "--weights", str(run / "last.pt"), "--format",
+                 "darknet", "--out", str(prefix)]) == 0
+    exported = darknet_net_from_cfg(tmp_path / "exported.cfg").eval()
+    load_darknet_weights(exported, tmp_path / "exported.weights")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), trained.eval()(x), rtol=1e-5, atol=1e-5)
 
 
 def test_darknet_trunk_errors_name_the_key(tmp_path):

@@ -200,16 +200,20 @@ def cfg_layers(cfg: ModelConfig, tree_path: str | None = None) -> list[CfgSectio
     Returns:
         Sections whose convolutions correspond one to one, in order, with the model's `darknet_convs`.
     """
-    if cfg.trunk != "darknet19":
-        raise CfgError(f"model.trunk: {cfg.trunk} has no darknet cfg; only the darknet19 trunk is written")
-    layers: list[CfgSection] = []
-    trunk = darknet19_layers(cfg.depth)
-    last_pool = max(i for i, spec in enumerate(trunk) if spec[0] == "max")
-    for kind, filters, size in trunk:
-        if kind == "max":
-            layers.append(_section("maxpool", size=size, stride=size))
-        else:
-            layers.append(_conv(scale_channels(filters, cfg.width), size, True))
+    if cfg.trunk.startswith("darknet:"):
+        layers, index16 = _darknet_trunk_layers(cfg)
+    elif cfg.trunk != "darknet19":
+        raise CfgError(f"model.trunk: {cfg.trunk} has no darknet cfg; only darknet19 and darknet:CFG trunks are "
+                       "written")
+    else:
+        layers = []
+        trunk = darknet19_layers(cfg.depth)
+        index16 = max(i for i, spec in enumerate(trunk) if spec[0] == "max") - 1   # before the last max-pool
+        for kind, filters, size in trunk:
+            if kind == "max":
+                layers.append(_section("maxpool", size=size, stride=size))
+            else:
+                layers.append(_conv(scale_channels(filters, cfg.width), size, True))
     n = _num_outputs(cfg)
     tree = None
     if cfg.tree is not None:
@@ -223,7 +227,7 @@ def cfg_layers(cfg: ModelConfig, tree_path: str | None = None) -> list[CfgSectio
     layers += [_conv(head, 3, True) for _ in range(cfg.head_convs - after)]
     if cfg.passthrough:
         deep = len(layers) - 1
-        layers.append(_section("route", layers=(last_pool - 1) - len(layers)))  # the stride-16 features
+        layers.append(_section("route", layers=index16 - len(layers)))  # the stride-16 features
         layers.append(_conv(scale_channels(64, cfg.width), 1, True))
         layers.append(_section("reorg", stride=2))
         layers.append(_section("route", layers=f"-1,{deep - len(layers)}"))  # reorg first, then the deep path
@@ -235,6 +239,17 @@ def cfg_layers(cfg: ModelConfig, tree_path: str | None = None) -> list[CfgSectio
         region["tree"] = tree
     layers.append(_section("region", **region))
     return layers
+
+
+def _darknet_trunk_layers(cfg: ModelConfig) -> tuple[list[CfgSection], int | None]:
+    """A `darknet:CFG[:END]` trunk's own cfg sections (layers 0..END) and its stride-16 layer."""
+    from yolo9000.model.darknet_net import CfgTrunk, resolve_cfg_path, split_trunk_name
+
+    name, end = split_trunk_name(cfg.trunk.partition(":")[2])
+    path = resolve_cfg_path(name)
+    with torch.device("meta"):
+        trunk = CfgTrunk(parse_cfg(path), end, path)
+    return list(trunk.net.sections), trunk.index16
 
 
 def cfg_text(cfg: ModelConfig, tree_path: str | None = None) -> str:

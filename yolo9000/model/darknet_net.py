@@ -275,13 +275,14 @@ class LayerShape:
 
 def _tree_from(section: CfgSection, key: str, cfg_path: Path | None) -> WordTree:
     # Imported here: yolo9000.darknet's recogniser resolves "9k" and paths beside the cfg the same way.
+    from wordtree.errors import TreeError
+    from wordtree.io import load_tree
     from yolo9000.darknet import _resolve_tree
-    from yolo9000.trees import load_tree
 
     spec = _resolve_tree(section, key, cfg_path or Path(section.source))
     try:
         return load_tree(spec)
-    except (FileNotFoundError, ValueError) as err:
+    except TreeError as err:
         raise CfgError(f"{section.where(key)}: {err}") from None
 
 
