@@ -61,6 +61,17 @@ def test_hand_built_flat_box_and_score():
     assert (det.label, det.name, det.wnid) == (0, "cat", None)
     assert len(det.path) == 1 and det.path[0].prob == pytest.approx(p0, abs=1e-6)
     assert det.probs.shape == (2,) and float(det.probs.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert (det.anchor, det.row, det.col) == (0, 1, 0)
+
+
+def test_every_detection_names_its_anchor_row_and_column():
+    raw = empty_raw(num_classes=2, anchors=3, size=4, batch=2)
+    for b, (a, r, c) in enumerate([(2, 3, 1), (1, 0, 2)]):
+        raw[b, a, 4, r, c] = logit(0.9)
+        raw[b, a, 5, r, c] = 3.0
+    dets = postprocess(raw, torch.ones(3, 2), STRIDE, conf_threshold=0.5)
+    assert [[(d.anchor, d.row, d.col) for d in image] for image in dets] == [[(2, 3, 1)], [(1, 0, 2)]]
+    assert dets[0][0].to_dict()["anchor"] == 2
 
 
 def test_empty_and_below_threshold_give_empty_lists():

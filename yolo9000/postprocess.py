@@ -61,6 +61,8 @@ class Detection:
         path: root-to-decided-node steps; the product of their probs is `prob` (flat: one step, the class).
         probs: Float[N] on the CPU, this box's absolute probability of every node (flat: every class), for
             subtree queries; not part of equality or repr.
+        anchor, row, col: the prediction the box comes from (anchor index, grid row and column; darknet's
+            candidate `anchor*H*W + row*W + col`); -1 when unknown.
     """
 
     box: tuple[float, float, float, float]
@@ -72,6 +74,9 @@ class Detection:
     prob: float
     path: tuple[PathStep, ...]
     probs: Tensor | None = field(default=None, repr=False, compare=False)
+    anchor: int = -1
+    row: int = -1
+    col: int = -1
 
     @property
     def depth(self) -> int:
@@ -82,6 +87,7 @@ class Detection:
         """JSON-friendly dict (without `probs`)."""
         return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 5),
                 "objectness": round(self.objectness, 5), "label": self.label, "wnid": self.wnid, "name": self.name,
+                "anchor": self.anchor, "row": self.row, "col": self.col,
                 "prob": round(self.prob, 5),
                 "path": [{"node": s.node, "wnid": s.wnid, "name": s.name, "prob": round(s.prob, 5)}
                          for s in self.path]}
@@ -98,6 +104,7 @@ class Kept:
         objectness: Float[K].
         labels: Long[K] decided tree node or flat class (`DecisionScorer`), category index (`CategoryScorer`).
         extra: the scorer's per-detection tensors (`DecisionScorer.describe`), each [K, ...].
+        cells: Long[K, 3] (anchor, row, column) of the prediction each detection comes from.
     """
 
     image: Tensor
@@ -106,6 +113,7 @@ class Kept:
     objectness: Tensor
     labels: Tensor
     extra: dict[str, Tensor] = field(default_factory=dict)
+    cells: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -313,9 +321,11 @@ class PostProcess(nn.Module):
         rank = torch.arange(len(kb), device=device) - torch.searchsorted(kb, kb)  # position within its image
         keep = keep[rank < max_detections]
         labels = sel.labels[keep]
+        cell = p_idx[keep]          # index into decode's [A, H, W] layout
+        cells = torch.stack((cell // (H * W), cell % (H * W) // W, cell % W), dim=1)
         return Kept(image=b_idx[keep], boxes=boxes[keep], scores=sel.scores[keep],
                     objectness=objectness[b_idx[keep], p_idx[keep]], labels=labels,
-                    extra=scorer.describe(sel.rows[keep], labels))
+                    extra=scorer.describe(sel.rows[keep], labels), cells=cells)
 
 
 def to_detections(kept: Kept, batch_size: int, tree: WordTree | None = None,
@@ -340,6 +350,7 @@ def to_detections(kept: Kept, batch_size: int, tree: WordTree | None = None,
     path_nodes, path_probs = extra["path_nodes"].cpu().tolist(), extra["path_probs"].double().cpu().tolist()
     probs = extra["probs"].float().cpu()
     image = kept.image.cpu().tolist()
+    cells = kept.cells.cpu().tolist() if kept.cells is not None else [(-1, -1, -1)] * k
 
     def name_of(i: int) -> str:
         if node_names is None:
@@ -356,7 +367,7 @@ def to_detections(kept: Kept, batch_size: int, tree: WordTree | None = None,
         out[image[j]].append(Detection(
             box=tuple(boxes[j]), score=scores[j], objectness=obj[j], label=label,
             wnid=wnids[label] if wnids else None, name=name_of(label), prob=label_probs[j], path=path,
-            probs=probs[j]))
+            probs=probs[j], anchor=cells[j][0], row=cells[j][1], col=cells[j][2]))
     return out
 
 

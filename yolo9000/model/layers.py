@@ -25,9 +25,11 @@ class DarknetBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if self.training or not self.track_running_stats:
             return super().forward(x)
-        scale = self.weight / (self.running_var.sqrt() + DARKNET_BN_EPS)
-        shift = self.bias - self.running_mean * scale
-        return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+        # darknet's order (normalize_cpu, scale_bias, add_bias): subtracting the mean first keeps channels whose
+        # variance is 0 exact; `x * scale + shift` would multiply float32 rounding by 1e6 there.
+        std = (self.running_var.sqrt() + DARKNET_BN_EPS).view(1, -1, 1, 1).to(x.dtype)
+        mean = self.running_mean.view(1, -1, 1, 1).to(x.dtype)
+        return (x - mean) / std * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(x.dtype)
 
 
 class ConvBNLeaky(nn.Module):
