@@ -43,6 +43,7 @@ from yolo9000.config import Config, ConfigError, save_config, to_dict
 from yolo9000.criterion import build_criterion, loss_term_names
 from yolo9000.data.collate import Batch
 from yolo9000.data.descriptor import DatasetDescriptor, load_descriptor
+from yolo9000.data.device import feed
 from yolo9000.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, wrap_model
 from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.logging import RunLogger
@@ -404,7 +405,7 @@ class _Trainer:
 
     def _batches(self) -> Iterator[Batch]:
         """The loader's batches, timing how long the loop waits for each (data wait)."""
-        iterator = iter(self.loader)
+        iterator = feed(self.loader, self.device)  # data.decode=device: decoded and augmented on the device
         while True:
             start = time.perf_counter()
             batch = next(iterator, None)
