@@ -102,3 +102,21 @@ def test_header_declines_what_the_device_cannot_decode(tmp_path):
     assert jpeg_header(write_image(tmp_path / "a.png", fmt="PNG").read_bytes()) is None
     assert jpeg_header(write_image(tmp_path / "c.jpg", mode="CMYK").read_bytes()) is None
     assert jpeg_header(b"\xff\xd8\xff\xe0 not really") is None
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_training_on_the_device_path_gives_the_cpu_path_losses(tmp_path):
+    from engine_data import tiny_config, write_dataset
+
+    from yolo9000 import engine
+    from yolo9000.logging import read_scalars
+
+    (tmp_path / "data").mkdir()
+    write_dataset(tmp_path / "data")
+    losses = {}
+    for decode in ("cpu", "device"):
+        cfg = tiny_config(tmp_path / "data", ["train.max_steps=3", f"data.decode={decode}"])
+        result = engine.train(cfg, tmp_path / decode, log=lambda message: None)
+        assert result.steps == 3
+        losses[decode] = [v for _, v in read_scalars(tmp_path / decode / "scalars.csv")["loss"]]
+    assert losses["device"] == pytest.approx(losses["cpu"], rel=1e-4)

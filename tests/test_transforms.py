@@ -169,7 +169,8 @@ def reference_train_transform(transform: TrainTransform, image: torch.Tensor, ta
     image = F.to_dtype(image, torch.float32, scale=True)
     hsv = (_uniform(-transform.hue, transform.hue, generator), _rand_scale(transform.saturation, generator),
            _rand_scale(transform.exposure, generator))
-    image = F.pad(hsv_jitter(image, *hsv), padding, fill=float(hsv_jitter(torch.full((3, 1, 1), 127 / 255), *hsv)[0, 0, 0]))
+    fill = float(hsv_jitter(torch.full((3, 1, 1), 127 / 255), *hsv)[0, 0, 0])
+    image = F.pad(hsv_jitter(image, *hsv), padding, fill=fill)
     boxes = F.clamp_bounding_boxes(F.pad(boxes, padding)).as_subclass(torch.Tensor)
     wh = boxes[:, 2:] - boxes[:, :2]
     keep = (wh > 0).all(1) & (wh >= transform.min_box_size).all(1)
