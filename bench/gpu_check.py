@@ -21,7 +21,8 @@ start after the time budget is recorded as skipped):
   inference       BN-folded channels_last network under bf16 autocast + postprocess, batch 1 and 64
   data_path       synthetic 640x480 COCO-like JPEGs: images/s of the CPU loader (decode + augmentation on every
                   host core) against the device path (data.decode=device: bytes from workers, nvjpeg decode and
-                  the shared augmentation batched on the device), and whether each keeps up with train_speed
+                  the shared augmentation batched on the device), whether each keeps up with train_speed, and
+                  YOLOv2 training fed by the device path against the same steps repeating one batch
   ddp             DistributedDataParallel at world size 1 (NCCL; gloo with --dry), three steps, equal to the bare
                   model's
 
@@ -502,8 +503,40 @@ def section_data_path(ctx: Context) -> dict:
         return {"images_per_s": images / seconds, "workers": workers, "startup_seconds": first - start,
                 "images": images}
 
+    def fed_training() -> dict:
+        """YOLOv2 training steps fed by the device path against the same steps repeating one batch: what is left
+        of the training rate when decoding runs alongside (in the feeder thread, on its own stream)."""
+        cfg = model_config(ctx, "yolov2", None)
+        torch.manual_seed(0)
+        model = build_model(cfg).to(ctx.device).to(memory_format=torch.channels_last).train()
+        criterion = build_criterion(cfg, LossConfig(), model, None).to(ctx.device)
+        optimizer = build_optimizer(model, TrainConfig(lr=1e-4), fused=True)
+
+        def step(batch: Batch) -> None:
+            with torch.autocast(ctx.device.type, dtype=torch.bfloat16):
+                output = model(batch.images.contiguous(memory_format=torch.channels_last))
+            criterion.total(criterion(output, batch)).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        loader = build_train_loader(descriptor, None, replace(base, decode="device", workers=device_workers), seed=1,
+                                    num_batches=batches + 2)
+        stream = iter(DeviceFeeder(loader, ctx.device))
+        first = next(stream)
+        repeated = timed(ctx, lambda: step(first), batches // 2, warmup=2)
+        step(next(stream))
+        ctx.sync()
+        start, images = time.perf_counter(), 0
+        for batch in stream:
+            step(batch)
+            images += len(batch)
+        ctx.sync()
+        fed = images / (time.perf_counter() - start)
+        return {"model": "yolov2", "repeated_batch_images_per_s": batch_size / repeated, "fed_images_per_s": fed,
+                "fed_over_repeated": fed * repeated / batch_size}
+
     out = {"host_cores": cores, "image_size": [height, width], "input_size": size, "batch": batch_size,
-           "cpu": rate("cpu", cores), "device": rate("device", device_workers)}
+           "cpu": rate("cpu", cores), "device": rate("device", device_workers), "training": fed_training()}
     train = (ctx.results.get("train_speed") or {}).get("yolo9000_416_best_images_per_s")
     out["train_images_per_s"] = train
     if train:
@@ -585,7 +618,8 @@ def table(results: dict) -> str:
                                 for k, v in r.items() if isinstance(v, dict) and "images_per_s" in v)
         elif name == "data_path" and "cpu" in r:
             summary += (f"cpu {r['cpu']['images_per_s']:.0f}/s ({r['cpu']['workers']} workers), device "
-                        f"{r['device']['images_per_s']:.0f}/s, train {r.get('train_images_per_s') or 0:.0f}/s")
+                        f"{r['device']['images_per_s']:.0f}/s, train {r.get('train_images_per_s') or 0:.0f}/s; "
+                        f"v2 fed/repeated {r['training']['fed_over_repeated']:.2f}")
         lines.append(f"{name:<12} {str(r['ok']):<5} {r.get('seconds', 0):6.1f}  {summary[:160]}")
     return "\n".join(lines)
 
