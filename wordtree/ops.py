@@ -352,12 +352,16 @@ def _tree_nll_fixed(logits: Tensor, labels: Tensor, tree: WordTree) -> Tensor:
     gathered elements of the CPU version, so it is for accelerators, where a host sync costs more."""
     columns, depth, paths = path_columns(tree, logits.device)
     dtype = _compute_dtype(logits.dtype)
-    flat, label = logits.reshape(-1, tree.num_nodes), labels.reshape(-1)
+    label = labels.reshape(-1)
+    # Index every leading dim instead of reshaping: the loss passes strided views of the network output, and a
+    # reshape would copy all N logits of every row.
+    rows = tuple(i[:, None] for i in torch.unravel_index(torch.arange(label.numel(), device=logits.device),
+                                                         tuple(labels.shape)))
     node = label.clamp(min=0).long()
     cols, steps = columns[node], depth[node]                                    # [R, C]
     valid = cols >= 0
     step = steps.clamp(min=0)
-    x = flat.gather(1, cols.clamp(min=0)).to(dtype)                             # [R, C]
+    x = logits[rows + (cols.clamp(min=0),)].to(dtype)                          # [R, C]
     num_steps = tree.paths.shape[1]
     # Per-step max as a constant shift (exact: d logsumexp / dx is the softmax whatever the shift).
     masked = torch.where(valid, x.detach(), -torch.inf)
@@ -368,7 +372,7 @@ def _tree_nll_fixed(logits: Tensor, labels: Tensor, tree: WordTree) -> Tensor:
     path = paths[node]                                                          # [R, D+1]
     on_path = path >= 0
     lse = torch.where(on_path, shift + torch.where(on_path, sums, 1.0).log(), 0.0)
-    target = torch.where(on_path, flat.gather(1, path.clamp(min=0)).to(dtype), 0.0)
+    target = torch.where(on_path, logits[rows + (path.clamp(min=0),)].to(dtype), 0.0)
     loss = torch.where(label >= 0, (lse - target).sum(1), 0.0)
     return loss.view(labels.shape)
 
