@@ -11,7 +11,7 @@ start after the time budget is recorded as skipped):
                   every term and its gradient, flat and tree models
   tree_ops        grouped_log_softmax, tree_nll, absolute_probs forward and backward on the full 9k tree, float32
                   and bf16 inputs, against float64 on the CPU
-  decode          decode() and postprocess_tensors() on the device against the CPU
+  decode          decode() and PostProcess on the device against the CPU
   train_steps     three SGD steps on one batch (tiny model, 9k tree, float32, TF32 off) on the device and on the
                   CPU from the same initialisation: losses to 1e-3
   checkpoint      a checkpoint written from the device, loaded on the CPU, gives the device's outputs
@@ -58,16 +58,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the loss's loop reference lives with its test
 
+from wordtree.io import load_tree, write_json  # noqa: E402
 from wordtree.ops import absolute_probs, grouped_log_softmax, tree_nll  # noqa: E402
 from wordtree.tree import WordTree  # noqa: E402
+from yolo9000.builder import build_criterion, build_model  # noqa: E402
 from yolo9000.checkpoint import load_checkpoint, model_state, save_checkpoint  # noqa: E402
-from yolo9000.config import DataConfig, LossConfig, TrainConfig, load_config  # noqa: E402
-from yolo9000.criterion import build_criterion  # noqa: E402
+from yolo9000.config import DataConfig, LossConfig, ModelConfig, TrainConfig, load_config  # noqa: E402
 from yolo9000.data.collate import Batch  # noqa: E402
-from yolo9000.decode import decode, postprocess_tensors  # noqa: E402
-from yolo9000.model import build_model  # noqa: E402
+from yolo9000.decode import decode  # noqa: E402
 from yolo9000.model.inference import prepare_for_inference  # noqa: E402
 from yolo9000.optim import build_optimizer  # noqa: E402
+from yolo9000.postprocess import PostProcess  # noqa: E402
+from yolo9000.resources import config_file  # noqa: E402
 
 SECTIONS = ("loss", "tree_ops", "decode", "train_steps", "checkpoint", "train_speed", "inference", "data_path", "ddp")
 NUM_9K_NODES = 9418
@@ -84,6 +86,9 @@ class Context:
         self.budget = budget
         self.workdir = workdir
         self.tree, self.tree_source = (tiny_tree(), "tiny (dry)") if dry else full_tree()
+        # Models name their tree by file (builder.resolve_model_config reads it): the tree written once here.
+        self.tree_file = workdir / "tree.json"
+        write_json(self.tree, self.tree_file)
         self.results: dict[str, Any] = {}
 
     def left(self) -> float:
@@ -104,7 +109,6 @@ def tiny_tree() -> WordTree:
 def full_tree() -> tuple[WordTree, str]:
     """darknet's 9k tree from the cache, or a generated tree of the same size and a similar shape if absent."""
     try:
-        from yolo9000.trees import load_tree
         return load_tree("9k"), "darknet 9k.tree"
     except Exception as err:  # noqa: BLE001  (no cache on the device machine: say so and carry on)
         rng = np.random.default_rng(0)
@@ -121,13 +125,12 @@ def full_tree() -> tuple[WordTree, str]:
             f"generated ({type(err).__name__}: {err})"
 
 
-def model_config(ctx: Context, name: str, tree: WordTree | None):
-    """ModelConfig of configs/<name>.yaml (--dry: the tiny model), class count from the tree (or 80 flat)."""
-    if ctx.dry:
-        name = "tiny"
-    cfg = load_config(ROOT / "configs" / f"{name}.yaml").model
-    num = tree.num_nodes if tree is not None else 80
-    return replace(cfg, tree=None, num_classes=num)
+def model_config(ctx: Context, name: str, tree: bool) -> ModelConfig:
+    """ModelConfig of the shipped config `name` (--dry: the tiny model): over ctx.tree, or 80 flat classes."""
+    cfg = load_config(config_file("tiny" if ctx.dry else name)).model
+    if tree:
+        return replace(cfg, tree=str(ctx.tree_file), num_classes=ctx.tree.num_nodes)
+    return replace(cfg, tree=None, num_classes=80)
 
 
 def synthetic_batch(batch: int, size: int, num_labels: int, device: torch.device, seed: int = 0,
@@ -260,8 +263,10 @@ def section_decode(ctx: Context) -> dict:
     cpu, dev = decode(raw, anchors, 32.0), decode(raw.to(ctx.device), anchors.to(ctx.device), 32.0)
     decode_diff = max(max_diff(getattr(cpu, f), getattr(dev, f)) for f in ("xy", "twh", "boxes", "objectness"))
     check(decode_diff < 1e-4, f"decode: |diff| {decode_diff:.2e}")
-    kept_cpu = postprocess_tensors(raw, anchors, 32.0, tree, conf_threshold=0.05)
-    kept_dev = postprocess_tensors(raw.to(ctx.device), anchors.to(ctx.device), 32.0, tree, conf_threshold=0.05)
+    post = PostProcess(anchors, 32, tree)
+    kept_cpu = post(raw, post.decision(), conf_threshold=0.05)
+    post_dev = PostProcess(anchors, 32, tree).to(ctx.device)
+    kept_dev = post_dev(raw.to(ctx.device), post_dev.decision(), conf_threshold=0.05)
     check(len(kept_cpu.scores) > 0, "postprocess: no detection to compare")
     check(kept_cpu.labels.tolist() == kept_dev.labels.cpu().tolist(), "postprocess: labels differ")
     boxes_diff, scores_diff = max_diff(kept_cpu.boxes, kept_dev.boxes), max_diff(kept_cpu.scores, kept_dev.scores)
@@ -270,13 +275,11 @@ def section_decode(ctx: Context) -> dict:
             "scores_max_abs_diff": scores_diff}
 
 
-def _tiny_setup(ctx: Context, tree: WordTree | None, seed: int = 0):
+def _tiny_setup(ctx: Context, seed: int = 0):
+    """The tiny model over ctx.tree and its loss, seeded."""
     torch.manual_seed(seed)
-    cfg = replace(load_config(ROOT / "configs" / "tiny.yaml").model, tree=None,
-                  num_classes=tree.num_nodes if tree is not None else 11)
-    model = build_model(cfg)
-    criterion = build_criterion(cfg, LossConfig(), model, tree)
-    return cfg, model, criterion
+    cfg = replace(load_config(config_file("tiny")).model, tree=str(ctx.tree_file), num_classes=ctx.tree.num_nodes)
+    return cfg, build_model(cfg), build_criterion(cfg, LossConfig())
 
 
 def _train(model: nn.Module, criterion: nn.Module, batch: Batch, steps: int, device: torch.device,
@@ -297,7 +300,7 @@ def _train(model: nn.Module, criterion: nn.Module, batch: Batch, steps: int, dev
 
 def section_train_steps(ctx: Context) -> dict:
     """Three SGD steps on one batch on the device and on the CPU, same start: the losses agree to 1e-3."""
-    _, model, criterion = _tiny_setup(ctx, ctx.tree)
+    _, model, criterion = _tiny_setup(ctx)
     batch = synthetic_batch(8 if not ctx.dry else 4, 128 if not ctx.dry else 64, ctx.tree.num_nodes,
                             torch.device("cpu"), detection_fraction=0.5)
     twin, twin_criterion = copy.deepcopy(model), copy.deepcopy(criterion)
@@ -311,13 +314,13 @@ def section_train_steps(ctx: Context) -> dict:
 
 def section_checkpoint(ctx: Context) -> dict:
     """A checkpoint saved from the device loads on the CPU (map_location) and gives the device's outputs."""
-    _, model, _ = _tiny_setup(ctx, ctx.tree)
+    _, model, _ = _tiny_setup(ctx)
     model.to(ctx.device).eval()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     path = save_checkpoint({"model": model.state_dict(), "step": 3}, ctx.workdir / "device.pt")
     state = load_checkpoint(path, map_location="cpu")
     check(all(t.device.type == "cpu" for t in state["model"].values()), "checkpoint: tensors not on the CPU")
-    _, cpu_model, _ = _tiny_setup(ctx, ctx.tree, seed=1)
+    _, cpu_model, _ = _tiny_setup(ctx, seed=1)
     cpu_model.load_state_dict(model_state(state, path))
     with torch.no_grad(), no_tf32():
         diff = max_diff(model(x.to(ctx.device)), cpu_model.eval()(x))
@@ -332,15 +335,15 @@ def _compile(ctx: Context, model: nn.Module) -> nn.Module:
 
 
 def _speed_run(ctx: Context, name: str, size: int, compiled: bool, batch_size: int, steps: int) -> dict:
-    tree = ctx.tree if name == "yolo9000" else None
+    tree = name == "yolo9000"
     cfg = model_config(ctx, name, tree)
     torch.manual_seed(0)
     model = build_model(cfg).to(ctx.device).to(memory_format=torch.channels_last).train()
-    criterion = build_criterion(cfg, LossConfig(), model, tree).to(ctx.device)
+    criterion = build_criterion(cfg, LossConfig()).to(ctx.device)
     optimizer = build_optimizer(model, TrainConfig(lr=1e-4), fused=True)
     network = _compile(ctx, model) if compiled else model
     batch = synthetic_batch(batch_size, size, cfg.num_classes, ctx.device, seed=1,
-                            detection_fraction=0.25 if tree is not None else 1.0)
+                            detection_fraction=0.25 if tree else 1.0)
     images = batch.images.contiguous(memory_format=torch.channels_last)
     amp = torch.autocast(ctx.device.type, dtype=torch.bfloat16)
 
@@ -421,10 +424,11 @@ def section_inference(ctx: Context) -> dict:
     out = {}
     batches = (1, 2) if ctx.dry else (1, 64)
     for name, size in (("yolov2", 416), ("yolo9000", 544)):
-        tree = ctx.tree if name == "yolo9000" else None
-        cfg = model_config(ctx, name, tree)
+        cfg = model_config(ctx, name, name == "yolo9000")
         torch.manual_seed(0)
         prepared = prepare_for_inference(build_model(cfg)).to(ctx.device)
+        post = PostProcess(cfg.anchors, cfg.stride, ctx.tree if name == "yolo9000" else None).to(ctx.device)
+        scorer = post.decision()
         size = 64 if ctx.dry else size
         for batch_size in batches:
             x = torch.rand(batch_size, 3, size, size, device=ctx.device).contiguous(memory_format=torch.channels_last)
@@ -432,7 +436,7 @@ def section_inference(ctx: Context) -> dict:
             def infer() -> None:
                 with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16):
                     raw = prepared(x)
-                postprocess_tensors(raw, prepared.anchors, float(prepared.stride), tree)
+                post(raw, scorer)
 
             def network() -> None:
                 with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16):
@@ -506,10 +510,10 @@ def section_data_path(ctx: Context) -> dict:
     def fed_training() -> dict:
         """YOLOv2 training steps fed by the device path against the same steps repeating one batch: what is left
         of the training rate when decoding runs alongside (in the feeder thread, on its own stream)."""
-        cfg = model_config(ctx, "yolov2", None)
+        cfg = model_config(ctx, "yolov2", False)
         torch.manual_seed(0)
         model = build_model(cfg).to(ctx.device).to(memory_format=torch.channels_last).train()
-        criterion = build_criterion(cfg, LossConfig(), model, None).to(ctx.device)
+        criterion = build_criterion(cfg, LossConfig()).to(ctx.device)
         optimizer = build_optimizer(model, TrainConfig(lr=1e-4), fused=True)
 
         def step(batch: Batch) -> None:
@@ -559,7 +563,7 @@ def section_ddp(ctx: Context) -> dict:
     backend = "nccl" if ctx.cuda else "gloo"
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
     try:
-        _, model, criterion = _tiny_setup(ctx, ctx.tree)
+        _, model, criterion = _tiny_setup(ctx)
         twin, twin_criterion = copy.deepcopy(model), copy.deepcopy(criterion)
         batch = synthetic_batch(4, 64, ctx.tree.num_nodes, torch.device("cpu"), detection_fraction=0.5)
         model.to(ctx.device)

@@ -20,16 +20,16 @@ from test_loss import ANCHORS, STRIDE, TERMS, make_batch, random_raw, reference_
 
 from wordtree.ops import absolute_probs, grouped_log_softmax, tree_nll
 from yolo9000.checkpoint import load_checkpoint, model_state, save_checkpoint
+from yolo9000.builder import build_criterion, build_model
 from yolo9000.config import DataConfig, LossConfig, TrainConfig, load_config
-from yolo9000.criterion import build_criterion
 from yolo9000.data.collate import Batch
 from yolo9000.data.descriptor import load_descriptor
 from yolo9000.data.device import DeviceFeeder
 from yolo9000.data.loader import build_train_loader
-from yolo9000.decode import decode, postprocess_tensors
+from yolo9000.decode import decode
 from yolo9000.loss import RegionLoss
-from yolo9000.model import build_model
 from yolo9000.optim import build_optimizer
+from yolo9000.postprocess import PostProcess
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = torch.device(os.environ.get("YOLO9000_TEST_DEVICE", "cuda"))
@@ -97,20 +97,26 @@ def test_decode_and_postprocess_match_the_cpu(tiny_tree):
     cpu, dev = decode(raw, ANCHORS, STRIDE), decode(raw.to(DEVICE), ANCHORS.to(DEVICE), STRIDE)
     for field in ("xy", "twh", "boxes", "objectness", "class_logits"):
         torch.testing.assert_close(getattr(dev, field).cpu(), getattr(cpu, field), msg=field)
-    kept_cpu = postprocess_tensors(raw, ANCHORS, STRIDE, tiny_tree, conf_threshold=0.05)
-    kept_dev = postprocess_tensors(raw.to(DEVICE), ANCHORS.to(DEVICE), STRIDE, tiny_tree, conf_threshold=0.05)
-    assert len(kept_cpu.scores) > 0
-    for field in ("image", "labels", "path_nodes"):
+    post, post_dev = PostProcess(ANCHORS, STRIDE, tiny_tree), PostProcess(ANCHORS, STRIDE, tiny_tree).to(DEVICE)
+    kept_cpu = post(raw, post.decision(), conf_threshold=0.05)
+    kept_dev = post_dev(raw.to(DEVICE), post_dev.decision(), conf_threshold=0.05)
+    assert len(kept_cpu.scores) > 0 and kept_dev.scores.device.type == DEVICE.type
+    for field in ("image", "labels"):
         assert torch.equal(getattr(kept_dev, field).cpu(), getattr(kept_cpu, field)), field
-    for field in ("boxes", "scores", "label_probs", "probs"):
+    for field in ("boxes", "scores", "objectness"):
         torch.testing.assert_close(getattr(kept_dev, field).cpu(), getattr(kept_cpu, field), msg=field)
+    for name, value in kept_cpu.extra.items():  # the decision path and probabilities
+        torch.testing.assert_close(kept_dev.extra[name].cpu(), value, msg=name)
 
 
-def tiny_model(tree, seed: int = 0):
+def tiny_model(tree, tree_file: Path, seed: int = 0):
+    from wordtree.io import write_json
+
+    if not tree_file.exists():
+        write_json(tree, tree_file)
     torch.manual_seed(seed)
-    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"model.num_classes={tree.num_nodes}"]).model
-    model = build_model(cfg)
-    return model, build_criterion(cfg, LossConfig(), model, tree)
+    cfg = load_config(REPO / "yolo9000" / "configs" / "tiny.yaml", [f"model.tree={tree_file}"]).model
+    return build_model(cfg), build_criterion(cfg, LossConfig())
 
 
 def train(model, criterion, batch: Batch, device: torch.device, steps: int = 3) -> list[float]:
@@ -135,9 +141,9 @@ def mixed_batch(num_labels: int) -> Batch:
     return Batch(**{**batch.__dict__, "images": images})
 
 
-def test_three_training_steps_match_the_cpu(tiny_tree):
-    model, criterion = tiny_model(tiny_tree)
-    twin, twin_criterion = tiny_model(tiny_tree)
+def test_three_training_steps_match_the_cpu(tiny_tree, tmp_path):
+    model, criterion = tiny_model(tiny_tree, tmp_path / "tree.json")
+    twin, twin_criterion = tiny_model(tiny_tree, tmp_path / "tree.json")
     batch = mixed_batch(tiny_tree.num_nodes)
     device_losses, cpu_losses = train(model, criterion, batch, DEVICE), train(twin, twin_criterion, batch,
                                                                             torch.device("cpu"))
@@ -146,12 +152,12 @@ def test_three_training_steps_match_the_cpu(tiny_tree):
 
 
 def test_checkpoint_written_on_the_device_loads_on_the_cpu(tiny_tree, tmp_path):
-    model, _ = tiny_model(tiny_tree)
+    model, _ = tiny_model(tiny_tree, tmp_path / "tree.json")
     model.to(DEVICE).eval()
     path = save_checkpoint({"model": model.state_dict()}, tmp_path / "last.pt")
     state = load_checkpoint(path, map_location="cpu")
     assert all(t.device.type == "cpu" for t in state["model"].values())
-    cpu_model, _ = tiny_model(tiny_tree, seed=1)
+    cpu_model, _ = tiny_model(tiny_tree, tmp_path / "tree.json", seed=1)
     cpu_model.load_state_dict(model_state(state, path))
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
