@@ -191,8 +191,8 @@ def lightnet_section(rounds: int) -> dict:
     torch.manual_seed(0)
     theirs = {k: m.eval().requires_grad_(False) for k, m in lightnet_models().items()}
     out = {}
-    for name, config, size in (("yolov2", "configs/yolov2.yaml", 416), ("yolo9000", "configs/yolo9000.yaml", 544)):
-        cfg = load_config(ROOT / config).model
+    for name, size in (("yolov2", 416), ("yolo9000", 544)):
+        cfg = load_config(name).model  # the shipped config of that name
         torch.manual_seed(0)
         eager = build_model(cfg).eval().requires_grad_(False)
         flops = summarize(eager, size).flops
