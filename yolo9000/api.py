@@ -248,7 +248,7 @@ class Detector:
         A relative tree path in the config that does not exist from the current directory is looked up in the run
         directory, so a run directory can be moved.
         """
-        from yolo9000.checkpoint import CheckpointError, load_checkpoint
+        from yolo9000.checkpoint import load_checkpoint
 
         run_dir = Path(run_dir)
         if not run_dir.is_dir():

@@ -11,6 +11,10 @@ Scorers plug into that one pipeline:
   `max_depth`; a flat model takes the softmax's best class. score = objectness * P(decided node).
 * `CategoryScorer`: darknet's validation with a class map: every box is scored for every evaluated category k as
   objectness * P(node_k) (absolute tree probability, or the flat softmax), and NMS runs per category (COCOeval).
+
+`PostProcess.dense` is the same pipeline's pre-NMS stage for every box at once, in ops that ONNX exports: boxes
+clipped to the input, objectness and objectness * P(node) for every node. `yolo9000 export` puts it in the graph;
+thresholding and NMS are left to the consumer.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from torchvision.ops import batched_nms
 
 from wordtree.ops import DECIDE_MODES, absolute_probs, decide, grouped_log_softmax
 from wordtree.tree import TreeBuffers, WordTree
-from yolo9000.decode import decode
+from yolo9000.decode import decode, grid_offsets
 from yolo9000.errors import ConfigError
 
 NMS_GROUPINGS = ("label", "root", "all")
@@ -114,6 +118,40 @@ class Kept:
     labels: Tensor
     extra: dict[str, Tensor] = field(default_factory=dict)
     cells: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Dense:
+    """Every box of a batch before thresholding and NMS (P = A * H * W predictions per image, anchor-major).
+
+    Attributes:
+        boxes: Float[B, P, 4] xyxy, input pixels, clipped to the input.
+        objectness: Float[B, P].
+        scores: Float[B, P, N] objectness * P(node) (absolute tree probability; flat: the class softmax), what
+            `CategoryScorer` thresholds.
+    """
+
+    boxes: Tensor
+    objectness: Tensor
+    scores: Tensor
+
+
+def tree_probs(logits: Tensor, tree: WordTree) -> Tensor:
+    """Absolute P(node) of Float[..., N] tree logits in plain tensor ops that ONNX exports (scatter max and add,
+    gathers): `absolute_probs(grouped_log_softmax(logits, tree), tree)`, whose custom kernels do not export."""
+    N = tree.num_nodes
+    flat = logits.float().reshape(-1, N)
+    index = tree.group.expand_as(flat)
+    group_max = flat.new_full((flat.shape[0], tree.num_groups), float("-inf"))
+    shifted = flat - group_max.scatter_reduce(1, index, flat, "amax").gather(1, index)
+    group_sum = flat.new_zeros(flat.shape[0], tree.num_groups).scatter_add(1, index, shifted.exp())
+    log_cond = shifted - group_sum.log().gather(1, index)
+    # After pass d every node at depth <= d holds the sum of its path's log conditionals.
+    is_root, parent = tree.parent < 0, tree.parent.clamp(min=0)
+    log_abs = log_cond
+    for _ in range(tree.max_depth):
+        log_abs = log_cond + torch.where(is_root, 0.0, log_abs[:, parent])
+    return log_abs.exp().view(logits.shape)
 
 
 @dataclass(frozen=True)
@@ -273,6 +311,18 @@ class PostProcess(nn.Module):
         `to_detections`. `names`: class names of a flat model; **options: as for `forward`."""
         kept = self(raw, self.decision(hier_threshold, mode, max_depth, nms_by, start, leaf), **options)
         return to_detections(kept, raw.shape[0], self.tree, names)
+
+    def dense(self, raw: Tensor) -> Dense:
+        """Raw Float[B, A, 5+N, H, W] -> Dense: decode, clip to the input, score every node (exportable)."""
+        B, _, C5, H, W = raw.shape
+        dec = decode(raw.float(), self.anchors, self.stride)
+        logits = dec.class_logits.reshape(B, -1, C5 - 5)
+        probs = logits.softmax(dim=-1) if self.tree is None else tree_probs(logits, self.tree)
+        # (W, H) as the grid's far corner, not from Python ints, so that an exported graph keeps H and W dynamic.
+        limit = (grid_offsets(H, W, raw.device, torch.float32)[-1, -1] + 1).repeat(2) * self.stride
+        objectness = dec.objectness.reshape(B, -1)
+        return Dense(torch.minimum(dec.boxes.reshape(B, -1, 4).clamp(min=0), limit), objectness,
+                     objectness[..., None] * probs)
 
     @torch.no_grad()
     def forward(self, raw: Tensor, scorer: DecisionScorer | CategoryScorer, *, conf_threshold: float = 0.25,
