@@ -6,6 +6,7 @@
     yolo9000 tree show WNID|NAME [--tree FILE]
     yolo9000 tree query --logits FILE.npy|- [--tree FILE] [--hier T] [--json [FILE]]
     yolo9000 tree plot WNID|NAME --out PNG [--depth K] [--tree FILE]
+    yolo9000 tree validate PREFIX [--map FILE ...] [--no-wordnet]
 
 A tree argument is `9k` (darknet's 9k.tree from the reference data), a darknet `.tree` file (its `.names` beside it
 is used when present) or a `.json` tree. User mistakes (unknown node, missing or malformed file) end with a one-line
@@ -47,14 +48,17 @@ def _darknet_file(name: str) -> Path:
 
 
 def load_wordnet(folder: Path | None) -> WordNet:
-    """WordNet from `folder`, else the reference data dir of `yolo9000 setup`, else NLTK's search path."""
-    if folder is None:
-        try:
-            from yolo9000.reference import wordnet_nltk_root
+    """WordNet from `folder`, else the reference data dir of `yolo9000 setup`, else NLTK's search path; the parsed
+    graph is kept in the data dir's `cache/` for the next load."""
+    cache = None
+    try:
+        from yolo9000.reference import wordnet_cache_dir, wordnet_nltk_root
+        cache = wordnet_cache_dir()
+        if folder is None:
             folder = wordnet_nltk_root()
-        except ImportError:
-            folder = None
-    return WordNet.load(folder)
+    except ImportError:  # wordtree used without the yolo9000 package
+        pass
+    return WordNet.load(folder, cache_dir=cache)
 
 
 class _LazyWordNet:
@@ -349,6 +353,24 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from wordtree.validate import validate
+    wordnet = None if args.no_wordnet else load_wordnet(args.wordnet)
+    problems, checked = validate(args.prefix, wordnet, args.map)
+    for problem in problems:
+        print(problem)
+    files = ", ".join(p.name for p in checked)
+    scope = "structure only (--no-wordnet)" if wordnet is None else "structure and WordNet 3.0"
+    if problems:
+        print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {files} ({scope})")
+        return 1
+    print(f"ok: {files} ({scope})")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- demo
 
 
@@ -470,6 +492,22 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--tree", default=DARKNET_9K, metavar="FILE", help=tree_help + " (default 9k)")
     p.add_argument("--wordnet", type=Path, metavar="DIR", help=wordnet_help + "; only for synset names")
     p.set_defaults(tree_func=cmd_plot)
+
+    p = sub.add_parser("validate", help="check a hand-edited darknet tree set (.tree/.names/.labels/.map): every "
+                                        "problem with file and line, exit 1 if any",
+                       description="Check PREFIX.tree and, when present, PREFIX.labels, PREFIX.names and PREFIX.map: "
+                                   "byte-order marks, empty files, blank lines, malformed rows, duplicate wnids, "
+                                   "dangling parents, cycles, parents after children, non-contiguous siblings, "
+                                   "labels that differ from the tree, map indices outside it, wnids that are not "
+                                   "WordNet 3.0 nouns and names that are none of their wnid's WordNet lemmas. "
+                                   "Prints FILE:LINE: problem for each; exit 1 if any.")
+    p.add_argument("prefix", metavar="PREFIX", help="tree set prefix: data/9k checks data/9k.tree, .labels, .names, "
+                                                   ".map")
+    p.add_argument("--map", action="append", type=Path, default=[], metavar="FILE",
+                   help="another .map file to check against the tree (repeatable), e.g. coco9k.map")
+    p.add_argument("--no-wordnet", action="store_true", help="structure only: skip the WordNet checks")
+    p.add_argument("--wordnet", type=Path, metavar="DIR", help=wordnet_help)
+    p.set_defaults(tree_func=cmd_validate)
 
     parser.set_defaults(func=run, tree_parser=parser)
 

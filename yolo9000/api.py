@@ -87,6 +87,9 @@ class DetectorOptions:
         hier_threshold: the tree decision walk's threshold (darknet `-hier`: .5).
         mode: "paper" (multiply conditionals while above the threshold) or "darknet" (darknet's exact walk).
         max_depth: cap every decision at this depth (0 = roots); None for no cap.
+        node: decide inside this node's subtree (a wnid, name or index): the walk starts at it with P(. | node), and
+            score = objectness x P(node) x P(decided | node); None: the whole tree. Tree models only.
+        leaf: walk down to a leaf whatever `hier_threshold` (the most specific answer).
         size: letterbox input size (multiple of 32); None: the model config's input_size.
         max_detections: per image.
         batch_size: images per forward pass in `Detector.batch`.
@@ -110,6 +113,9 @@ class DetectorOptions:
                         "exact rule", choices=DECIDE_MODES)
     max_depth: int | None = _option(None, "--depth", "decide no deeper than this tree depth (0 = roots)",
                                     at_least(0), unset="no cap")
+    node: str | None = _option(None, "--node", "decide inside this node's subtree (wnid, name or index): the walk "
+                               "starts there with P(.|node)", unset="the whole tree")
+    leaf: bool = _option(False, "--leaf", "walk to a leaf whatever --hier (the most specific answer)")
     size: int | None = _option(None, "--size", "input size, a multiple of 32", positive_multiple_of_32,
                                unset="the config's")
     max_detections: int = _option(100, "--max-detections", "detections kept per image", at_least(1))
@@ -342,6 +348,9 @@ class Detector:
         out: list[list[Detection]] = []
         step = self.options.batch_size
         o = self.options
+        if o.node is not None and self.tree is None:
+            raise ConfigError(f"node {o.node!r}: deciding inside a subtree needs a tree model; this one is flat")
+        subtree = None if o.node is None else self.resolve_node(o.node)
         for start in range(0, len(images), step):
             batch, lb, sizes = self.preprocess(images[start:start + step])
             raw = self.forward_raw(batch)
@@ -349,7 +358,7 @@ class Detector:
             with torch.no_grad():
                 out.extend(self.postprocess.detections(
                     raw, self.names, conf_threshold=o.conf_threshold, nms_iou=o.nms_iou, nms_by=o.nms_by,
-                    hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
+                    hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth, start=subtree, leaf=o.leaf,
                     max_detections=o.max_detections, letterbox=lb.to(self.device), orig_sizes=sizes.to(self.device)))
         return out
 

@@ -278,7 +278,8 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
                        batch_size: int = 8, conf_threshold: float = 0.005, nms_iou: float = 0.45,
                        device: torch.device | str | None = None, progress: bool = False,
                        dataset_overrides: Sequence[str] | None = None,
-                       postprocess: PostProcess | None = None, compat: str = "off") -> dict[str, Any]:
+                       postprocess: PostProcess | None = None, per_depth: bool = False,
+                       compat: str = "off") -> dict[str, Any]:
     """COCO mAP of a detector on a dataset split, through the real COCOeval (darknet's validation scoring).
 
     Every box is scored for every evaluated category k as objectness * P(node_k) (`PostProcess` with a
@@ -301,6 +302,8 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
         progress: show a tqdm bar.
         dataset_overrides: `key=value` edits of the descriptor when a path is given.
         postprocess: the model's PostProcess (default: built from `cfg.model`).
+        per_depth: also mAP@.5 at each tree depth, ground truth and boxes taken to their ancestor at that depth
+            (`yolo9000.evaluate_depth`, from the same forward passes); tree models only.
         compat: "darknet" scores as darknet's `validate_detector` does (yolo9000.compat_darknet): the image files
             decoded and letterboxed as darknet does, objectness x P(category) > conf_threshold for every category,
             `do_nms_sort`, boxes clipped to the image, no top-100 cap (COCOeval keeps the best 100).
@@ -309,7 +312,8 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
          "size": input size, "split": split,
          "per_class": {category id: {"name", "node", "wnid", "node_name", "ap", "ap50", "num_gt"}},
          "groups": {name: {"map", "map50", "categories": [ids]}} (when groups or train_split are given),
-         "unmapped": [category names without a node]}.
+         "unmapped": [category names without a node],
+         "per_depth": {"per_depth": [{"depth", "map50", "map", "categories", "num_gt"}], "mean_map50"} (per_depth)}.
     """
     from yolo9000.builder import build_postprocess
     from yolo9000.data.loader import build_eval_loader
@@ -335,20 +339,31 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     postprocess = postprocess.to(device)
     scorer = postprocess.categories(torch.tensor([mapping[c] for c in cat_ids], device=device))
     if compat == "darknet":
+        if per_depth:
+            raise ConfigError("evaluate_detection: --per-depth scores through our postprocess; "
+                              "it cannot be combined with --compat darknet")
         detections, image_ids = _darknet_detections(model, cfg, descriptor, split, tree, postprocess, size,
                                                     [mapping[c] for c in cat_ids], cat_ids, conf_threshold,
                                                     nms_iou, device, progress)
         return _detection_result(gt, detections, image_ids, cat_ids, mapping, names, tree, size, split,
                                  descriptor, train_split, groups)
     loader = build_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
+    depths = None
+    if per_depth:
+        if tree is None:
+            raise ConfigError("evaluate_detection: --per-depth needs a tree model; this one is flat")
+        from yolo9000.evaluate_depth import DepthScorer
+        depths = DepthScorer(gt, mapping, tree, postprocess, conf_threshold, nms_iou)
     detections, image_ids = [], []
     for batch, raw in _outputs(model, loader, cfg, device, f"eval {split}" if progress else None):
         kept = postprocess(raw, scorer, conf_threshold=conf_threshold, nms_iou=nms_iou, max_detections=100,
                            letterbox=batch.letterbox.to(device), orig_sizes=batch.orig_sizes.to(device))
         detections += coco_results(kept, cat_ids, batch.image_ids)
         image_ids += batch.image_ids.tolist()
+        if depths is not None:
+            depths.add(raw, batch.image_ids, batch.letterbox.to(device), batch.orig_sizes.to(device))
     return _detection_result(gt, detections, image_ids, cat_ids, mapping, names, tree, size, split, descriptor,
-                             train_split, groups)
+                             train_split, groups, depths)
 
 
 def _darknet_detections(model: torch.nn.Module, cfg: Any, descriptor: Any, split: str, tree: WordTree | None,
@@ -399,7 +414,7 @@ def _darknet_detections(model: torch.nn.Module, cfg: Any, descriptor: Any, split
 def _detection_result(gt: COCO, detections: list[dict[str, Any]], image_ids: list[int], cat_ids: list[int],
                       mapping: Mapping[int, int], names: Mapping[int, str], tree: WordTree | None, size: int,
                       split: str, descriptor: Any, train_split: str | None,
-                      groups: Mapping[str, Sequence[int]] | None) -> dict[str, Any]:
+                      groups: Mapping[str, Sequence[int]] | None, depths: Any = None) -> dict[str, Any]:
     metrics = coco_map(gt, detections, cat_ids, image_ids)
     per_class = {}
     for c in cat_ids:
@@ -419,6 +434,8 @@ def _detection_result(gt: COCO, detections: list[dict[str, Any]], image_ids: lis
     if groups:
         ap, ap50 = split_map(metrics.per_class_ap, groups), split_map(metrics.per_class_ap50, groups)
         result["groups"] = {g: {"map": ap[g], "map50": ap50[g], "categories": list(ids)} for g, ids in groups.items()}
+    if depths is not None:
+        result["per_depth"] = depths.result()
     return result
 
 

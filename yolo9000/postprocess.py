@@ -24,6 +24,7 @@ from torchvision.ops import batched_nms
 from wordtree.ops import DECIDE_MODES, absolute_probs, decide, grouped_log_softmax
 from wordtree.tree import TreeBuffers, WordTree
 from yolo9000.decode import decode
+from yolo9000.errors import ConfigError
 
 NMS_GROUPINGS = ("label", "root", "all")
 
@@ -146,10 +147,16 @@ class DecisionScorer:
         nms_by: which boxes compete in NMS: "label" (same decided node, darknet's per-class NMS), "root" (decided
             nodes under the same tree root: a box decided "pentagon" and one decided "polygon" on the same figure
             are one object; flat models: same as "label"), or "all" (class-agnostic).
+        start: decide inside this node's subtree (issue 12, `--node`): the walk starts at it with P(. | start),
+            and a box's score is objectness x P(start) x P(node | start) = objectness x P(node). Tree models only.
+        leaf: walk down to a leaf whatever `hier_threshold` (`--leaf`).
     """
 
     def __init__(self, tree: WordTree | None, hier_threshold: float = 0.5, mode: str = "paper",
-                 max_depth: int | None = None, nms_by: str = "label") -> None:
+                 max_depth: int | None = None, nms_by: str = "label", start: int | None = None,
+                 leaf: bool = False) -> None:
+        if (start is not None or leaf) and tree is None:
+            raise ConfigError("postprocess: --node and --leaf walk a tree; this is a flat model")
         if nms_by not in NMS_GROUPINGS:
             raise ValueError(f"postprocess: nms_by {nms_by!r} is not one of {NMS_GROUPINGS}")
         if mode not in DECIDE_MODES:
@@ -158,6 +165,7 @@ class DecisionScorer:
             raise ValueError(f"postprocess: max_depth {max_depth} must be >= 0")
         self.tree, self.hier_threshold, self.mode, self.max_depth, self.nms_by = (
             tree, hier_threshold, mode, max_depth, nms_by)
+        self.start, self.leaf = start, leaf
 
     def select(self, logits: Tensor, objectness: Tensor, conf_threshold: float) -> Selection:
         """logits Float[C, N], objectness Float[C] -> the candidates whose score passes `conf_threshold`."""
@@ -168,7 +176,8 @@ class DecisionScorer:
         else:
             self.log_cond = grouped_log_softmax(logits, tree)
             self.cond = self.log_cond.exp()
-            labels = decide(self.cond, tree, threshold=self.hier_threshold, mode=self.mode).node
+            labels = decide(self.cond, tree, threshold=self.hier_threshold, mode=self.mode, start=self.start,
+                            leaf=self.leaf).node
             if self.max_depth is not None:
                 labels = tree.paths[labels, tree.depth[labels].clamp(max=self.max_depth)]
             # P(label) is the product of the conditionals on its root path: a gather of D+1 values per box, much
@@ -249,9 +258,9 @@ class PostProcess(nn.Module):
         return self.tree_buffers.tree if self.tree_buffers is not None else None
 
     def decision(self, hier_threshold: float = 0.5, mode: str = "paper", max_depth: int | None = None,
-                 nms_by: str = "label") -> DecisionScorer:
+                 nms_by: str = "label", start: int | None = None, leaf: bool = False) -> DecisionScorer:
         """A `DecisionScorer` for this model's tree."""
-        return DecisionScorer(self.tree, hier_threshold, mode, max_depth, nms_by)
+        return DecisionScorer(self.tree, hier_threshold, mode, max_depth, nms_by, start, leaf)
 
     def categories(self, category_nodes: Tensor) -> CategoryScorer:
         """A `CategoryScorer` for this model's tree."""
@@ -259,10 +268,10 @@ class PostProcess(nn.Module):
 
     def detections(self, raw: Tensor, names: Sequence[str] | None = None, *, hier_threshold: float = 0.5,
                    mode: str = "paper", max_depth: int | None = None, nms_by: str = "label",
-                   **options) -> list[list[Detection]]:
+                   start: int | None = None, leaf: bool = False, **options) -> list[list[Detection]]:
         """One list of Detection per image, best score first: `forward` with `self.decision(...)`, then
         `to_detections`. `names`: class names of a flat model; **options: as for `forward`."""
-        kept = self(raw, self.decision(hier_threshold, mode, max_depth, nms_by), **options)
+        kept = self(raw, self.decision(hier_threshold, mode, max_depth, nms_by, start, leaf), **options)
         return to_detections(kept, raw.shape[0], self.tree, names)
 
     @torch.no_grad()
