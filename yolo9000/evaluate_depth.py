@@ -102,9 +102,10 @@ class DepthScorer:
 
 
 def format_per_depth(result: Mapping[str, Any]) -> list[str]:
+    """The per-depth table, AP in percent as in `yolo9000 eval`'s other tables."""
     lines = [f"  {'depth':>5}  {'mAP@.5':>7}  {'mAP':>6}  {'nodes':>5}  {'boxes':>6}"]
-    lines += [f"  {r['depth']:>5}  {r['map50']:>7.4f}  {r['map']:>6.4f}  {r['categories']:>5}  {r['num_gt']:>6}"
-              for r in result["per_depth"]]
+    lines += [f"  {r['depth']:>5}  {100 * r['map50']:>7.2f}  {100 * r['map']:>6.2f}  {r['categories']:>5}  "
+              f"{r['num_gt']:>6}" for r in result["per_depth"]]
     return lines
 
 
