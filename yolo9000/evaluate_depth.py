@@ -4,8 +4,8 @@ At depth d every ground-truth box is relabelled with its category node's ancesto
 shallower than d have no label at that depth and are left out), and every predicted box is scored for each depth-d
 node A as `objectness * P(A)`, the tree's probability that the box is A or one of its descendants (the model's
 `PostProcess` with a `CategoryScorer` over the depth-d nodes: darknet's validation scoring). Then per-category NMS,
-the top 100 per image and the real COCOeval, one run per depth: mAP@.5 over the depth-d nodes that have ground truth. Depth 0 asks "which root", the deepest level asks for
-the categories themselves.
+the top 100 per image and the real COCOeval, one run per depth: mAP@.5 over the depth-d nodes that have ground
+truth. Depth 0 asks "which root", the deepest level asks for the categories themselves.
 """
 from __future__ import annotations
 
