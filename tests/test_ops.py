@@ -428,3 +428,25 @@ def test_topk_leaves_match_sorting(tree):
     assert torch.equal(n_idx, n_mask) and set(n_idx.flatten().tolist()) <= set(leaves[:5])
     with pytest.raises(ValueError, match="k=6 but there are 5 leaves"):
         topk_leaves(probs, tree, k=6, leaves=subset)
+
+
+@pytest.mark.parametrize("which", ["tiny", "9k"])
+def test_fixed_shape_tree_nll_matches_the_cpu_version(which, tiny_tree, darknet_9k_tree):
+    """Accelerators take `_tree_nll_fixed` (no host sync); it must give the CPU version's loss and gradient."""
+    tree = tiny_tree if which == "tiny" else darknet_9k_tree
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(3, tree.num_nodes, 40, generator=g).transpose(1, 2) * 4  # strided, as the loss passes it
+    labels = torch.randint(-1, tree.num_nodes, (3, 40), generator=g)
+    labels[0] = -1  # a block of ignored rows
+    a, b = logits.detach().requires_grad_(), logits.detach().clone().transpose(1, 2).requires_grad_()
+    assert not b.transpose(1, 2).is_contiguous()
+    expected, got = tree_nll(a, labels, tree), ops._tree_nll_fixed(b.transpose(1, 2), labels, tree)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    expected.sum().backward()
+    got.sum().backward()
+    torch.testing.assert_close(b.grad.transpose(1, 2), a.grad, rtol=1e-5, atol=1e-6)
+    columns, depth, paths = ops.path_columns(tree)
+    for node in (0, tree.num_nodes - 1, tree.num_nodes // 2):
+        want = sorted(c for k in tree.path(node) for c in tree.siblings(k))
+        assert sorted(c for c in columns[node].tolist() if c >= 0) == want
+        assert (depth[node] >= 0).sum() == len(want)

@@ -48,13 +48,33 @@ def test_darknet_checkout_is_copied(tmp_path):
     (checkout / "cfg").mkdir()
     for name in reference.DARKNET_DATA_FILES:
         (checkout / "data" / name).write_text(name)
-    for name in reference.DARKNET_CFG_FILES:
+    for name in reference.DARKNET_CFG_FILES + reference.DARKNET_NETWORK_CFGS + ("yolov3.cfg",):
         (checkout / "cfg" / name).write_text(name)
     (checkout / "data" / "dog.jpg").write_bytes(b"jpg")
     dest = reference.ensure_darknet(tmp_path / "home", darknet_data=checkout, log=lambda *_: None)
     assert (dest / "9k.tree").read_text() == "9k.tree"
     assert (dest / "yolo9000.cfg").read_text() == "yolo9000.cfg"
     assert (dest / "dog.jpg").exists()
+    # Every cfg is copied, also those of layers we do not build.
+    assert [p.name for p in reference.darknet_cfgs(tmp_path / "home")] == sorted(
+        set(reference.DARKNET_CFG_FILES + reference.DARKNET_NETWORK_CFGS + ("yolov3.cfg",)))
+
+
+def test_an_older_darknet_folder_gains_the_missing_cfgs(tmp_path):
+    checkout = tmp_path / "darknet"
+    (checkout / "data").mkdir(parents=True)
+    (checkout / "cfg").mkdir()
+    for name in reference.DARKNET_DATA_FILES:
+        (checkout / "data" / name).write_text(name)
+    for name in reference.DARKNET_CFG_FILES + reference.DARKNET_NETWORK_CFGS:
+        (checkout / "cfg" / name).write_text(name)
+    dest = tmp_path / "home" / "darknet"
+    dest.mkdir(parents=True)
+    (dest / "9k.tree").write_text("kept")  # what an earlier setup (or another process) put there stays
+    assert reference.ensure_darknet(tmp_path / "home", darknet_data=checkout, log=lambda *_: None) == dest
+    assert (dest / "9k.tree").read_text() == "kept"
+    assert (dest / "resnet50.cfg").read_text() == "resnet50.cfg"
+    assert not list(dest.glob("*.partial"))
 
 
 def test_incomplete_darknet_checkout_names_the_missing_files(tmp_path):

@@ -1,6 +1,7 @@
 """`yolo9000 tree`: build, inspect, compare, query and plot WordTrees (YOLO9000 section 4).
 
     yolo9000 tree build (--preset 9k | --classes FILE | --imagenet-root DIR --top K) [--root WNID] --out PREFIX
+        [--format darknet json] [--json [FILE]]
     yolo9000 tree stats FILE
     yolo9000 tree diff A B
     yolo9000 tree show WNID|NAME [--tree FILE]
@@ -149,29 +150,45 @@ def cmd_build(args: argparse.Namespace) -> int:
     root = resolve_root(args.root, wordnet)
     targets, origin = _targets(args)
     overrides, ov_text = _overrides(args)
-    print(f"targets: {len(targets)} ({origin})")
-    print(f"root: {wordnet.synset_name(root)} {root} (not a node; its children in the tree are the roots)")
-    print(f"overrides: {ov_text}")
     result = build_tree(targets, wordnet, overrides, root=root)
     tree, st = result.tree, result.stats
-    print(f"built in {st['seconds']:.2f} s: paper rule {st['nodes_paper']} nodes, collapsed {st['collapsed']}, "
-          f"lifted {st['lifted']}")
-    print(f"tree: {format_stats(tree)}")
-    print("roots: " + ", ".join(tree.describe(r) for r in tree.roots))
-    for line in format_unreachable(result, wordnet, root):
-        print(line)
+    summary = {"targets": len(targets), "origin": origin, "root": root, "overrides": ov_text,
+               "build": st, "tree": tree.stats(), "roots": [tree.wnids[r] for r in tree.roots],
+               "unreachable": list(result.unreachable)}
+    lines = [f"targets: {len(targets)} ({origin})",
+             f"root: {wordnet.synset_name(root)} {root} (not a node; its children in the tree are the roots)",
+             f"overrides: {ov_text}",
+             f"built in {st['seconds']:.2f} s: paper rule {st['nodes_paper']} nodes, collapsed {st['collapsed']}, "
+             f"lifted {st['lifted']}",
+             f"tree: {format_stats(tree)}",
+             "roots: " + ", ".join(tree.describe(r) for r in tree.roots),
+             *format_unreachable(result, wordnet, root)]
     if args.preset:
         d = diff(tree, load_tree(DARKNET_9K))
-        print(f"vs darknet's 9k.tree: {d.common} common nodes, parent agreement {100 * d.parent_agreement:.2f} % "
-              f"({100 * d.parent_agreement_b:.2f} % of its {d.nodes_b} nodes); `yolo9000 tree diff {args.out}.tree 9k`"
-              " lists the differences")
-    written = write_darknet(tree, args.out)
-    if args.json:
-        json_path = Path(f"{args.out}.json")
-        write_json(tree, json_path)
-        written.append(json_path)
-    print("wrote " + ", ".join(str(p) for p in written))
+        summary["vs_9k"] = {"common": d.common, "parent_agreement": d.parent_agreement,
+                            "parent_agreement_9k": d.parent_agreement_b, "nodes_9k": d.nodes_b}
+        lines.append(f"vs darknet's 9k.tree: {d.common} common nodes, parent agreement {100 * d.parent_agreement:.2f}"
+                     f" % ({100 * d.parent_agreement_b:.2f} % of its {d.nodes_b} nodes); `yolo9000 tree diff "
+                     f"{args.out}.tree 9k` lists the differences")
+    written = write_darknet(tree, args.out) if "darknet" in args.format else []
+    if "json" in args.format:
+        written.append(Path(f"{args.out}.json"))
+        write_json(tree, written[-1])
+    summary["written"] = [str(p) for p in written]
+    lines.append("wrote " + ", ".join(summary["written"]))
+    _emit(lines, summary, args.json)
     return 0
+
+
+def _emit(lines: list[str], summary: object, json_to: str | None) -> None:
+    """`--json [FILE]`, the same in every command: JSON on stdout instead of the text, or the text and JSON to
+    FILE."""
+    if json_to == "-":
+        print(json.dumps(summary, indent=1))
+        return
+    if json_to:
+        Path(json_to).write_text(json.dumps(summary, indent=1) + "\n")
+    print("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------------- stats, diff
@@ -324,16 +341,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.row is not None and not 0 <= args.row < logits.shape[0]:
         raise CliError(f"--row {args.row} out of range: the logits have {logits.shape[0]} rows")
     results = [query_row(tree, logits[r], args.threshold, args.top) for r in rows]
-    if args.json:
-        text = json.dumps(results[0] if len(results) == 1 else results, indent=1)
-        if args.json == "-":
-            print(text)
-            return 0
-        Path(args.json).write_text(text + "\n")
+    lines = []
     for r, result in zip(rows, results):
-        if len(results) > 1:
-            print(f"row {r}:")
-        print("\n".join(format_query(result, args.threshold)))
+        lines += [f"row {r}:"] * (len(results) > 1) + format_query(result, args.threshold)
+    _emit(lines, results[0] if len(results) == 1 else results, args.json)
     return 0
 
 
@@ -450,8 +461,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="YAML with graft: {wnid: parent_wnid} and exclude: [wnid]; replaces the preset's grafts")
     p.add_argument("--no-overrides", action="store_true", help="with --preset 9k: pure WordNet, no hand grafts")
     p.add_argument("--wordnet", type=Path, metavar="DIR", help=wordnet_help)
-    p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix: writes PREFIX.tree/.names/.labels")
-    p.add_argument("--json", action="store_true", help="also write PREFIX.json")
+    p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix of the tree files")
+    p.add_argument("--format", nargs="+", choices=("darknet", "json"), default=["darknet"], metavar="FORMAT",
+                   help="tree files to write: darknet (PREFIX.tree/.names/.labels, the default) and/or json "
+                        "(PREFIX.json)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="the build summary as JSON: on stdout instead of the text, or written to FILE")
     p.set_defaults(tree_func=cmd_build)
 
     p = sub.add_parser("stats", help="node, leaf, group and depth counts of a tree")

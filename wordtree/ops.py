@@ -13,6 +13,7 @@ bf16 inputs are computed and returned in float32 (a 9418-way softmax loses too m
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -273,6 +274,10 @@ def tree_nll(logits: Tensor, labels: Tensor, tree: WordTree) -> Tensor:
         return tree_nll(logits[None], labels[None], tree)[0]
     N = tree.num_nodes
     bad = (labels < -1) | (labels >= N)
+    if logits.device.type != "cpu":
+        # Accelerators: fixed shapes and a device-side check, so a training step never waits on the host.
+        torch._assert_async(~bad.any(), f"tree_nll: a label is out of range (node indices are 0..{N - 1}, -1 ignore)")
+        return _tree_nll_fixed(logits, labels, tree)
     if bool(bad.any()):
         raise ValueError(f"tree_nll: label {int(labels[bad][0])} out of range: node indices are 0..{N - 1}, "
                          f"-1 means ignore")
@@ -305,6 +310,71 @@ def tree_nll(logits: Tensor, labels: Tensor, tree: WordTree) -> Tensor:
     target = torch.where(on_path, x[at].view(path.shape), 0.0)                        # [K, D+1] path logits
     row_loss = (lse - target).sum(dim=1)                                               # [K]
     return logits.new_zeros(labels.shape, dtype=dtype).index_put(tuple(where.unbind(1)), row_loss)
+
+
+_PATH_COLUMNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def path_columns(tree: WordTree, device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Every column of every sibling group on each node's root path, cached per tree and device.
+
+    Args:
+        tree: the WordTree.
+        device: where the tables are wanted (default the tree's own device); copied there once.
+    Returns:
+        columns: Long[N, C] node indices, -1 padded; C = the largest such count (221 for darknet's 9k tree).
+        depth: Long[N, C] the path step (depth) of the group each column belongs to, -1 where padded.
+        paths: Long[N, D+1] `tree.paths` on `device`.
+    """
+    device = torch.device(device) if device is not None else tree.paths.device
+    per_device = _PATH_COLUMNS.setdefault(tree, {})
+    if device in per_device:
+        return per_device[device]
+    on_path = tree.paths >= 0
+    groups = tree.group[tree.paths.clamp(min=0)]                                 # [N, D+1]
+    sizes = torch.where(on_path, tree.group_size[groups], 0)                     # [N, D+1]
+    starts = sizes.cumsum(1) - sizes                                             # column where each step starts
+    width = int(sizes.sum(1).max())
+    column = torch.arange(width, device=sizes.device)
+    # The step of column j: the last step starting at or before j (empty steps past the label never start).
+    step = ((starts[:, None, :] <= column[None, :, None]) & (sizes[:, None, :] > 0)).sum(-1).sub(1).clamp(min=0)
+    within = column[None] - starts.gather(1, step)
+    valid = within < sizes.gather(1, step)
+    columns = torch.where(valid, tree.group_offset[groups].gather(1, step) + within, -1)
+    tables = (columns.to(device), torch.where(valid, step, -1).to(device), tree.paths.to(device))
+    per_device[device] = tables
+    return tables
+
+
+def _tree_nll_fixed(logits: Tensor, labels: Tensor, tree: WordTree) -> Tensor:
+    """`tree_nll` with shapes fixed by the tree alone (no nonzero, no host-side sizes): each row gathers the C
+    columns of its label's path groups from `path_columns`, -1 labels included and masked at the end. Twice the
+    gathered elements of the CPU version, so it is for accelerators, where a host sync costs more."""
+    columns, depth, paths = path_columns(tree, logits.device)
+    dtype = _compute_dtype(logits.dtype)
+    label = labels.reshape(-1)
+    # Index every leading dim instead of reshaping: the loss passes strided views of the network output, and a
+    # reshape would copy all N logits of every row.
+    rows = tuple(i[:, None] for i in torch.unravel_index(torch.arange(label.numel(), device=logits.device),
+                                                         tuple(labels.shape)))
+    node = label.clamp(min=0).long()
+    cols, steps = columns[node], depth[node]                                    # [R, C]
+    valid = cols >= 0
+    step = steps.clamp(min=0)
+    x = logits[rows + (cols.clamp(min=0),)].to(dtype)                          # [R, C]
+    num_steps = tree.paths.shape[1]
+    # Per-step max as a constant shift (exact: d logsumexp / dx is the softmax whatever the shift).
+    masked = torch.where(valid, x.detach(), -torch.inf)
+    shift = masked.new_full((x.shape[0], num_steps), -torch.inf).scatter_reduce(1, step, masked, "amax")
+    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    exps = torch.where(valid, (x - shift.gather(1, step)).exp(), 0.0)
+    sums = x.new_zeros(x.shape[0], num_steps).scatter_add(1, step, exps)
+    path = paths[node]                                                          # [R, D+1]
+    on_path = path >= 0
+    lse = torch.where(on_path, shift + torch.where(on_path, sums, 1.0).log(), 0.0)
+    target = torch.where(on_path, logits[rows + (path.clamp(min=0),)].to(dtype), 0.0)
+    loss = torch.where(label >= 0, (lse - target).sum(1), 0.0)
+    return loss.view(labels.shape)
 
 
 # ---------------------------------------------------------------------------------------------------- decisions

@@ -46,6 +46,7 @@ from yolo9000.criterion import loss_term_names
 from yolo9000.data.collate import Batch
 from yolo9000.data.descriptor import (DatasetDescriptor, check_tree_fits, load_descriptor, model_tree,
                                       tree_mismatch)
+from yolo9000.data.device import feed
 from yolo9000.device import autocast, resolve_amp
 from yolo9000.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, wrap_model
 from yolo9000.errors import ClassMapError, DatasetError
@@ -458,7 +459,7 @@ class _Trainer:
 
     def _batches(self) -> Iterator[Batch]:
         """The loader's batches, timing how long the loop waits for each (data wait)."""
-        iterator = iter(self.loader)
+        iterator = feed(self.loader, self.device)  # data.decode=device: decoded and augmented on the device
         while True:
             start = time.perf_counter()
             batch = next(iterator, None)

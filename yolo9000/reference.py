@@ -3,7 +3,7 @@
 Everything lands in one data dir, `$YOLO9000_HOME` (default `~/.cache/yolo9000`), never in the repository:
 
     <home>/nltk_data/corpora/wordnet/   WordNet 3.0 dict files + generated `lexnames`, readable by NLTK
-    <home>/darknet/                     9k.tree 9k.names 9k.labels coco9k.map inet9k.map ... cfg files, sample photos
+    <home>/darknet/                     9k.tree 9k.names 9k.labels coco9k.map inet9k.map ..., every cfg, sample photos
     <home>/cache/                       the parsed WordNet noun graph (rebuilt whenever data.noun changes)
     <home>/labels/                      real label lists from PyPI wheels (timm's ILSVRC-2012 and ImageNet-22k wnids)
 
@@ -27,6 +27,12 @@ DARKNET_DATA_FILES = (
     "imagenet.labels.list", "imagenet.shortnames.list",
 )
 DARKNET_CFG_FILES = ("yolo9000.cfg", "yolov2.cfg", "darknet19.cfg", "darknet19_448.cfg", "darknet9000.cfg")
+# The package's cfgs made of the layers `DarknetNet` builds (issue 13); setup copies every `*.cfg` it finds and
+# requires these. Their names are the Debian package's (resnext101-32x4d.cfg, not resnext101.cfg).
+DARKNET_NETWORK_CFGS = tuple(f"{name}.cfg" for name in (
+    "yolov2", "yolov2-voc", "yolov2-tiny", "yolov2-tiny-voc", "yolo9000", "darknet", "darknet19", "darknet19_448",
+    "darknet9000", "tiny", "extraction", "darknet53", "darknet53_448", "resnet18", "resnet34", "resnet50",
+    "resnet101", "resnet152", "resnext50", "resnext101-32x4d", "resnext152-32x4d", "densenet201"))
 WORDNET_FILES = ("data.noun", "index.noun", "index.sense", "data.verb", "index.verb", "data.adj", "index.adj",
                  "data.adv", "index.adv", "adj.exc", "adv.exc", "noun.exc", "verb.exc")
 WORDNET_PACKAGES = ("wordnet-base", "wordnet-sense-index")
@@ -160,23 +166,41 @@ def ensure_wordnet(home: Path, wordnet_dir: Path | None = None, log=print) -> Pa
     return dest
 
 
+def _darknet_required() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(DARKNET_DATA_FILES + DARKNET_CFG_FILES + DARKNET_NETWORK_CFGS))
+
+
 def _darknet_complete(dest: Path) -> bool:
-    return all((dest / n).exists() for n in DARKNET_DATA_FILES + DARKNET_CFG_FILES)
+    return all((dest / n).exists() for n in _darknet_required())
+
+
+def darknet_cfgs(home: Path | None = None) -> list[Path]:
+    """Every darknet `.cfg` `yolo9000 setup` extracted (all of the package's), sorted by name."""
+    return sorted(darknet_dir(home).glob("*.cfg"))
 
 
 def _copy_darknet_tree(root: Path, dest: Path) -> None:
-    """Copy the 9k files, cfgs and sample photos from a darknet checkout or an extracted package."""
+    """Copy the 9k files, every cfg and the sample photos from a darknet checkout or an extracted package."""
     candidates = [root, root / "data", root / "cfg", root / "usr/share/darknet/data", root / "usr/share/darknet/cfg"]
     found: dict[str, Path] = {}
     for folder in candidates:
         if folder.is_dir():
             for f in folder.iterdir():
-                if f.name in DARKNET_DATA_FILES + DARKNET_CFG_FILES or f.suffix == ".jpg":
+                if f.name in DARKNET_DATA_FILES or f.suffix in (".jpg", ".cfg"):
                     found.setdefault(f.name, f)
-    missing = [n for n in DARKNET_DATA_FILES + DARKNET_CFG_FILES if n not in found]
+    missing = [n for n in _darknet_required() if n not in found]
     if missing:
         raise ReferenceDataError(f"{root}: missing darknet files {', '.join(missing)} (expected a darknet checkout "
                                  "with data/ and cfg/ folders)")
+    if dest.is_dir():
+        # An older setup filled the folder: add what is missing, one file at a time (each appears whole), without
+        # removing a folder other processes may be reading.
+        for name, f in sorted(found.items()):
+            if not (dest / name).exists():
+                part = dest / (name + ".partial")
+                shutil.copyfile(f, part)
+                os.replace(part, dest / name)
+        return
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -45,8 +45,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto | cpu | cuda (default: the config's train.device)")
     add_json_argument(parser, "the metrics")
     # mAP is scored over all detections above a low threshold (darknet's validation: .005), hence its own default.
-    add_option_arguments(parser, only={"conf_threshold", "nms_iou", "hier_threshold", "size", "batch_size"},
-                         defaults={"conf_threshold": 0.005})
+    add_option_arguments(parser, only={"conf_threshold", "nms_iou", "hier_threshold", "size", "batch_size",
+                                       "compat"}, defaults={"conf_threshold": 0.005})
     parser.set_defaults(func=run)
 
 
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         out["detection"] = evaluate_detection(model, cfg, descriptor, args.split, size=args.size,
                                               train_split=args.train_split, batch_size=args.batch_size,
                                               conf_threshold=args.conf_threshold, nms_iou=args.nms_iou,
-                                              progress=True, per_depth=args.per_depth)
+                                              progress=True, per_depth=args.per_depth, compat=args.compat)
         text.append(format_detection(out["detection"]))
         if args.per_depth:
             from yolo9000.evaluate_depth import format_per_depth

@@ -70,7 +70,8 @@ def _node_block(detector: Detector, detections: Sequence[Detection], node: int) 
 
 def _image_report(detector: Detector, path: Path, node: int | None) -> tuple[list[str], dict[str, Any]]:
     image = load_image(path)
-    detections = detector(image)
+    # darknet's pipeline decodes the file itself (stb_image, as darknet does).
+    detections = detector(path if detector.options.compat == "darknet" else image)
     height, width = image.shape[-2:]
     o = detector.options
     report: dict[str, Any] = {"image": str(path), "width": width, "height": height,
