@@ -176,8 +176,10 @@ def test_epochs_when_no_max_steps(data, tmp_path):
 def test_bad_settings_are_named(data, tmp_path):
     with pytest.raises(ConfigError, match="train.amp=fp16 needs CUDA"):
         engine.train(tiny_config(data, ["train.amp=fp16"]), tmp_path / "a", log=_quiet)
+    # A flat model: with no model.tree the descriptor's tree would be taken (issue 12), so drop that too.
     with pytest.raises(ConfigError, match="model.num_classes=3"):
-        engine.train(tiny_config(data, ["model.tree=null", "model.num_classes=3"]), tmp_path / "b", log=_quiet)
+        engine.train(tiny_config(data, ["model.tree=null", "model.num_classes=3"]), tmp_path / "b",
+                     dataset_overrides=["tree=null"], log=_quiet)
     with pytest.raises(ConfigError, match="data.dataset"):
         engine.train(tiny_config(data, ["data.dataset=null"]), tmp_path / "c", log=_quiet)
     engine.train(tiny_config(data, ["train.max_steps=1"]), tmp_path / "d", log=_quiet)
