@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,17 +82,26 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 (AVX512-BF16 or AMX), as oneDNN sees it."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def resolve_amp(device: torch.device, amp: str) -> str:
     """`train.amp` for `device`: "auto" becomes "bf16" where the hardware computes in bf16 (CPUs with AVX512-BF16
     or AMX: 2-4x faster convolutions here; GPUs since Ampere), "fp16" on older GPUs, "off" elsewhere."""
     if amp == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
+        return "bf16" if device.type == "cpu" and cpu_has_bf16() else "off"
     if amp == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp=fp16 needs CUDA (fp16 with a GradScaler); use train.amp=bf16 on CPU")
     if amp not in ("off", "bf16", "fp16"):
         raise ConfigError(f"train.amp: {amp!r} is not one of 'auto', 'off', 'bf16', 'fp16'")
+    if amp == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        warnings.warn(f"train.amp=bf16: this CPU has no bf16 instructions (neither AVX512-BF16 nor AMX; torch sees "
+                      f"{torch.backends.cpu.get_cpu_capability()}), so bf16 is emulated and trains 2-4x slower than "
+                      "float32; train.amp=auto trains in float32 here", stacklevel=2)
     return amp
 
 
@@ -172,8 +182,10 @@ class _Trainer:
     """One training run; `run()` is the loop. Split into methods only to keep each piece readable."""
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool, dataset_overrides: list[str] | None,
-                 log: Callable[[str], Any], info: DistInfo) -> None:
+                 log: Callable[[str], Any], info: DistInfo,
+                 on_log: Callable[[int, dict[str, float]], Any] | None = None) -> None:
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
+        self.on_log = on_log if info.is_main else None
         self.log = log if info.is_main else (lambda message: None)
         tc = cfg.train
         if tc.subdivisions < 1 or tc.log_every < 1 or tc.checkpoint_every < 0:
@@ -395,6 +407,8 @@ class _Trainer:
         if self.info.is_main:
             self.logger.log(self.step, scalars)
         self.scalars = scalars
+        if self.on_log is not None:
+            self.on_log(self.step, scalars)
         self._acc.zero_()
         self._acc_count = 0
         self._interval_images = 0
@@ -516,7 +530,8 @@ class _Trainer:
 
 
 def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, dataset_overrides: list[str] | None = None,
-          log: Callable[[str], Any] = print) -> TrainResult:
+          log: Callable[[str], Any] = print, on_log: Callable[[int, dict[str, float]], Any] | None = None
+          ) -> TrainResult:
     """Train the model `cfg` describes on `cfg.data.dataset`, writing `run_dir` (module docstring).
 
     Args:
@@ -526,6 +541,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, dataset_ove
             position, RNG, step, seen); the model section of `cfg` must match the checkpoint's.
         dataset_overrides: `key=value` edits of the dataset descriptor (e.g. `root=/data/coco`).
         log: where progress messages go (rank 0 only).
+        on_log: called as on_log(step, scalars) at every log step (rank 0 only), e.g. to forecast the run's time.
     Returns:
         TrainResult. A non-finite loss does not raise: the result's stop_reason is "non_finite" and its message
         names the step and the loss term; the checkpoint then holds the last good state.
@@ -534,7 +550,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, dataset_ove
     """
     info = init_distributed(cfg.train.device)
     try:
-        result = _Trainer(cfg, Path(run_dir), resume, dataset_overrides, log, info).run()
+        result = _Trainer(cfg, Path(run_dir), resume, dataset_overrides, log, info, on_log).run()
         # Leave together (only after a normal end, where every rank gets here): a rank that tore gloo down while
         # rank 0 was still writing its checkpoint and curves was seen to abort on a loaded machine.
         barrier(info)
