@@ -33,7 +33,7 @@ def test_demo_runs_both_stages_and_writes_metrics_pictures_and_query(tmp_path, c
     status = main(["demo", "--world", str(world), "--out", str(run), *TINY])
     out = capsys.readouterr().out
     assert status == 0
-    assert "precision: " in out and "demo: 1 steps at" in out and "the demo will take about" in out
+    assert "precision: " in out and "demo: 2 steps at" in out and "the demo will take about" in out
     assert "training (a)" in out and "training (b)" in out
     # The three tables, by node name: 3 coarse classes, the 3 boxed fine classes, the 8 without a box; each a mean.
     coarse = _section(out, "coarse classes (had boxes)")
