@@ -1,97 +1,125 @@
-"""What one image of the demo's training costs, variant by variant (issue 16), through the real engine.
+"""What one training image of the demo costs, change by change (issue 16; README "How fast, and why").
 
-Each variant trains the demo's joint stage (configs/demo.yaml on the shapes world) on `--images` images in its own
-process, `yolo9000 train` exactly, and is measured by the process's CPU time (user + sys, loader workers included:
-they are waited for) and by the training loop's wall time. On a shared machine wall time is inflated by other
-processes; CPU time much less so, which is why both are printed, with the ratio to the first variant (the demo
-before issue 16). Variants are laid over configs/demo.yaml with --set, so every row is one change more.
+Two measurements, both in process CPU time (user + sys) on one thread, so that other jobs on a shared machine
+inflate them far less than wall time, each variant repeated round-robin and the minimum kept:
 
-    .venv/bin/python bench/demo_speed.py [--world DIR] [--images 480] [--quick]
+* the tiny detector's forward + backward (configs/demo.yaml's model, random input, a scalar loss) per image, by
+  input size, batch size, precision (float32 / bf16 autocast), memory format and model width / head convs,
+  as a ratio to 16 images of 224 px in float32, channels_last;
+* the loader per image: JPEG decode and the training augmentation (TrainTransform) at each input size, on the
+  shapes world's detection images.
+
+    .venv/bin/python bench/demo_speed.py [--world DIR] [--reps 4] [--quick]
 
 The last line is one JSON object.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
-import os
-import re
 import resource
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-# Each row: (name, overrides), cumulative from the row above unless it says otherwise.
-BEFORE = ["data.multiscale=[192,224,256]", "data.eval_size=256", "data.workers=1", "data.det_per_batch=8",
-          "data.cls_per_batch=8"]
-VARIANTS = [
-    ("before: 192-256 px, 8+8 per batch, 1 loader worker, bf16", BEFORE + ["train.amp=auto"]),
-    ("the same in float32", BEFORE + ["train.amp=off"]),
-    ("float32, in-process loading (data.workers=0)", BEFORE + ["train.amp=off", "data.workers=0"]),
-    ("float32, workers=0, 160-224 px", BEFORE + ["train.amp=off", "data.workers=0", "data.multiscale=[160,192,224]"]),
-    ("float32, workers=0, 128-192 px", BEFORE + ["train.amp=off", "data.workers=0", "data.multiscale=[128,160,192]"]),
-    ("float32, workers=0, 128-192 px, 4+4 per batch",
-     BEFORE + ["train.amp=off", "data.workers=0", "data.multiscale=[128,160,192]", "data.det_per_batch=4",
-               "data.cls_per_batch=4"]),
-    ("bf16, the same", BEFORE + ["train.amp=auto", "data.workers=0", "data.multiscale=[128,160,192]",
-                                "data.det_per_batch=4", "data.cls_per_batch=4"]),
-]
+from yolo9000.config import load_config  # noqa: E402
+from yolo9000.model import build_model  # noqa: E402
+
+# name -> (input size, batch, amp, channels_last, model overrides)
+VARIANTS = {
+    "224 px, 16 per batch, float32 (reference)": (224, 16, "off", True, {}),
+    "128 px": (128, 16, "off", True, {}),
+    "160 px": (160, 16, "off", True, {}),
+    "192 px": (192, 16, "off", True, {}),
+    "256 px": (256, 16, "off", True, {}),
+    "160 px, 8 per batch": (160, 8, "off", True, {}),
+    "160 px, bf16": (160, 16, "bf16", True, {}),
+    "160 px, 8 per batch, bf16": (160, 8, "bf16", True, {}),
+    "224 px, bf16": (224, 16, "bf16", True, {}),
+    "224 px, NCHW": (224, 16, "off", False, {}),
+    "224 px, model.width 0.125": (224, 16, "off", True, {"width": 0.125}),
+    "224 px, model.head_convs 1": (224, 16, "off", True, {"head_convs": 1}),
+}
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(world: Path, overrides: list[str], images: int, out: Path) -> dict:
-    """Train the joint stage on `images` images in a fresh process; CPU seconds, loop seconds, images."""
-    batch = {k: int(v) for k, v in (o.split("=") for o in overrides) if k in ("data.det_per_batch",
-                                                                            "data.cls_per_batch")}
-    steps = max(1, images // sum(batch.values()))
-    command = [sys.executable, "-m", "yolo9000", "train", "--config", str(ROOT / "configs" / "demo.yaml"),
-               "--set", f"model.tree={world / 'shapes.tree'}", "--set", f"data.dataset={world / 'shapes.yaml'}",
-               "--set", f"train.max_steps={steps}", "--set", "train.progress=false", "--set",
-               "train.tensorboard=false", "--set", f"train.out={out}", "--set", "train.checkpoint_every=0"]
-    for item in overrides:
-        command += ["--set", item]
-    before = _children_cpu()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if done.returncode:
-        raise SystemExit(f"bench/demo_speed.py: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    match = re.search(r"stopped at step \d+: .*?; (\d+) images seen, ([\d.]+) s", done.stdout)
-    images, loop = int(match.group(1)), float(match.group(2))
-    return {"cpu_s": _children_cpu() - before, "loop_s": loop, "images": images}
+def model_costs(reps: int, variants: dict) -> dict[str, float]:
+    """CPU seconds per image of forward + backward, minimum over `reps` round-robin repetitions."""
+    base = load_config(ROOT / "configs" / "demo.yaml").model
+    runs = {}
+    for name, (size, batch, amp, channels_last, overrides) in variants.items():
+        model = build_model(dataclasses.replace(base, num_classes=16, **overrides))
+        x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+        if channels_last:
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        runs[name] = (model, x, amp)
+    best = {name: float("inf") for name in runs}
+    for rep in range(reps + 1):                # the first round warms every kernel up and is not kept
+        for name, (model, x, amp) in runs.items():
+            start = _cpu()
+            autocast = torch.autocast("cpu", torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
+            with autocast:
+                out = model(x)
+            out.float().square().mean().backward()
+            model.zero_grad(set_to_none=True)
+            if rep:
+                best[name] = min(best[name], (_cpu() - start) / len(x))
+    return best
+
+
+def loader_costs(world: Path, sizes: tuple[int, ...], images: int) -> dict[str, float]:
+    """CPU seconds per image: decode, and augmentation at each size."""
+    from yolo9000.data.descriptor import build_detection, load_descriptor
+    from yolo9000.data.transforms import TrainTransform
+    from yolo9000.trees import load_tree
+    tree = load_tree(str(world / "shapes.tree"))
+    source = build_detection(load_descriptor(world / "shapes.yaml"), "train", tree)
+    start = _cpu()
+    samples = [source[i] for i in range(images)]
+    costs = {"decode": (_cpu() - start) / images}
+    transform = TrainTransform()
+    for size in sizes:
+        generator = torch.Generator().manual_seed(0)
+        start = _cpu()
+        for image, target in samples:
+            transform(image, target, size, generator)
+        costs[f"augment {size} px"] = (_cpu() - start) / images
+    return costs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, help="shapes world (default $YOLO9000_HOME/shapes, written if missing)")
-    parser.add_argument("--images", type=int, default=480, help="images per variant (as many for every batch size)")
-    parser.add_argument("--quick", action="store_true", help="32 images per variant (checks the script runs)")
+    parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="one repetition, three variants (checks the script runs)")
     args = parser.parse_args()
-    images = 32 if args.quick else args.images
+    torch.set_num_threads(1)
     from yolo9000.data.shapes import write_world
     from yolo9000.reference import data_home
     world = args.world or data_home() / "shapes"
     write_world(world, progress=False)
-    print(f"the demo's joint stage, {images} images per variant, one process each; {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} at the start")
-    results = []
-    with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
-        for k, (name, overrides) in enumerate(VARIANTS):
-            r = measure(world, overrides, images, Path(tmp) / str(k))
-            r |= {"name": name, "cpu_ms_per_image": 1000 * r["cpu_s"] / r["images"],
-                  "wall_ms_per_image": 1000 * r["loop_s"] / r["images"]}
-            results.append(r)
-            first = results[0]
-            print(f"  {name:<52} CPU {r['cpu_ms_per_image']:6.1f} ms/image (x{r['cpu_ms_per_image'] / first['cpu_ms_per_image']:.2f})"
-                  f"   loop wall {r['wall_ms_per_image']:6.1f} ms/image (x{r['wall_ms_per_image'] / first['wall_ms_per_image']:.2f})",
-                  flush=True)
-    print("(CPU time includes each process's start, about the same for every variant)")
-    print(json.dumps({"images": images, "results": results}))
+    variants = dict(list(VARIANTS.items())[:3]) if args.quick else VARIANTS
+    model = model_costs(1 if args.quick else args.reps, variants)
+    reference = next(iter(model.values()))
+    print("tiny detector, forward + backward, CPU time per image on one thread (ratio to the first row):")
+    for name, seconds in model.items():
+        print(f"  {name:<44} {1000 * seconds:7.2f} ms  x{seconds / reference:.2f}")
+    loader = loader_costs(world, (128, 160, 192, 224, 256), 20 if args.quick else 200)
+    print("loader, CPU time per image on one thread:")
+    for name, seconds in loader.items():
+        print(f"  {name:<44} {1000 * seconds:7.2f} ms")
+    print(json.dumps({"model_ms_per_image": {k: 1000 * v for k, v in model.items()},
+                      "loader_ms_per_image": {k: 1000 * v for k, v in loader.items()}}))
 
 
 if __name__ == "__main__":
