@@ -3,7 +3,7 @@
 Two measurements, both in process CPU time (user + sys) on one thread, so that other jobs on a shared machine
 inflate them far less than wall time, each variant repeated round-robin and the minimum kept:
 
-* the tiny detector's forward + backward (configs/demo.yaml's model, random input, a scalar loss) per image, by
+* the tiny detector's forward + backward (the demo config's model, random input, a scalar loss) per image, by
   input size, batch size, precision (float32 / bf16 autocast), memory format and model width / head convs,
   as a ratio to 16 images of 224 px in float32, channels_last;
 * the loader per image: JPEG decode and the training augmentation (TrainTransform) at each input size, on the
@@ -55,7 +55,7 @@ def _cpu() -> float:
 
 def model_costs(reps: int, variants: dict) -> dict[str, float]:
     """CPU seconds per image of forward + backward, minimum over `reps` round-robin repetitions."""
-    base = load_config(ROOT / "configs" / "demo.yaml").model
+    base = load_config("demo").model
     runs = {}
     for name, (size, batch, amp, channels_last, overrides) in variants.items():
         model = build_model(dataclasses.replace(base, num_classes=16, **overrides))

@@ -17,11 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolo9000.errors import CheckpointError  # noqa: F401  (re-exported)
+
 CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or lacks a required key; the message names the file."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from yolo9000.device import select_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -30,16 +32,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def select_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto`: CUDA (this process's local GPU) when present, else CPU; otherwise the named device."""
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={spec} but CUDA is not available on this machine (use auto or cpu)")
-    return device
 
 
 def init_distributed(device_spec: str = "auto") -> DistInfo:

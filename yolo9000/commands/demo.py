@@ -29,14 +29,12 @@ from pathlib import Path
 from typing import Any
 
 PAPER_RATIO = 16.0 / 19.7
-REPO = Path(__file__).resolve().parents[2]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml",
-                        help="joint training config (default configs/demo.yaml)")
-    parser.add_argument("--detect-config", type=Path, default=REPO / "configs" / "demo_detect.yaml",
-                        help="the detection-only first stage (default configs/demo_detect.yaml)")
+    parser.add_argument("--config", default="demo", help="joint training config, a name or a path (default demo)")
+    parser.add_argument("--detect-config", default="demo_detect",
+                        help="the detection-only first stage, a name or a path (default demo_detect)")
     parser.add_argument("--no-detect-stage", action="store_true",
                         help="skip the detection-only stage: joint training from scratch")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -117,16 +115,14 @@ def _precision(cfg) -> tuple[str, str]:
     """(amp the engine will train in, why) for `cfg.train`, on the device it will use."""
     import torch
 
-    from yolo9000.engine import cpu_has_bf16, resolve_amp
-    device = torch.device("cuda" if cfg.train.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.train.device == "auto" else cfg.train.device)
+    from yolo9000.device import cpu_has_bf16, resolve_amp, select_device
+    device = select_device(cfg.train.device)
     amp = resolve_amp(device, cfg.train.amp)
     if device.type != "cpu":
         return amp, f"{device}"
-    capability = torch.backends.cpu.get_cpu_capability()
-    has_bf16 = cpu_has_bf16()
-    why = f"CPU {capability}, {'with' if has_bf16 else 'without'} bf16 instructions (AVX512-BF16/AMX)"
-    return amp, f"train.amp={cfg.train.amp}: {why}"
+    bf16 = "with" if cpu_has_bf16() else "without"
+    return amp, (f"train.amp={cfg.train.amp}: CPU {torch.backends.cpu.get_cpu_capability()}, {bf16} bf16 instructions "
+                 "(AVX512-BF16/AMX)")
 
 
 class _Forecast:
@@ -158,36 +154,32 @@ class _Forecast:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yolo9000.config import ConfigError, load_config
-    from yolo9000.reference import ReferenceDataError, data_home
+    from yolo9000.config import load_config
+    from yolo9000.reference import data_home
 
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     out: Path = args.out
     world = args.world or data_home() / "shapes"
-    try:
-        figures: dict = {}
-        if not args.skip_tree:
-            _heading(1, "WordTree: darknet's 9k tree and one built from WordNet 3.0")
-            from wordtree.cli import run_tree_demo
-            tree_figures = run_tree_demo()
-            figures["tree"] = {k: tree_figures[k] for k in ("darknet_nodes", "built_nodes", "parent_agreement",
-                                                            "build_seconds") if k in tree_figures}
+    figures: dict = {}
+    if not args.skip_tree:
+        _heading(1, "WordTree: darknet's 9k tree and one built from WordNet 3.0")
+        from wordtree.cli import run_tree_demo
+        tree_figures = run_tree_demo()
+        figures["tree"] = {k: tree_figures[k] for k in ("darknet_nodes", "built_nodes", "parent_agreement",
+                                                        "build_seconds") if k in tree_figures}
 
-        _heading(2, f"the shapes world in {world}")
-        from yolo9000.data.shapes import write_world
-        t0 = time.perf_counter()
-        descriptor = write_world(world, seed=args.seed, num_det=args.num_det, num_cls=args.num_cls,
-                                 num_eval=args.num_eval)
-        print(f"descriptor {descriptor} ({time.perf_counter() - t0:.1f} s; reused when already written)")
-        # The evaluation splits are the same in both descriptors; only the training boxes' labels differ.
-        train_descriptor = descriptor.with_name("shapes_supervised.yaml") if args.supervised else descriptor
-        world_keys = [f"model.tree={world / 'shapes.tree'}", f"data.dataset={train_descriptor}"]
-        detect_cfg = None if args.no_detect_stage else load_config(args.detect_config, [*world_keys, *args.set])
-        cfg = load_config(args.config, [*world_keys, *args.set])
-        amp, why = _precision(cfg)
-    except (ConfigError, ReferenceDataError, FileNotFoundError, ValueError) as err:
-        print(f"yolo9000 demo: {err}", file=sys.stderr)
-        return 2
+    _heading(2, f"the shapes world in {world}")
+    from yolo9000.data.shapes import write_world
+    t0 = time.perf_counter()
+    descriptor = write_world(world, seed=args.seed, num_det=args.num_det, num_cls=args.num_cls,
+                             num_eval=args.num_eval)
+    print(f"descriptor {descriptor} ({time.perf_counter() - t0:.1f} s; reused when already written)")
+    # The evaluation splits are the same in both descriptors; only the training boxes' labels differ.
+    train_descriptor = descriptor.with_name("shapes_supervised.yaml") if args.supervised else descriptor
+    world_keys = [f"model.tree={world / 'shapes.tree'}", f"data.dataset={train_descriptor}"]
+    detect_cfg = None if args.no_detect_stage else load_config(args.detect_config, [*world_keys, *args.set])
+    cfg = load_config(args.config, [*world_keys, *args.set])
+    amp, why = _precision(cfg)
     _describe_world(descriptor, cfg, args.supervised)
     threads = _set_threads(args.threads)
     print(f"\nprecision: {'float32' if amp == 'off' else amp} ({why}); {threads} torch thread(s) of "
@@ -263,8 +255,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _describe_world(descriptor: Path, cfg, supervised: bool = False) -> None:
+    from wordtree.io import load_tree
     from yolo9000.data.shapes import BOXED, COARSE, FINE
-    from yolo9000.trees import load_tree
     tree = load_tree(cfg.model.tree)
     print(f"tree ({tree.num_nodes} nodes, built from WordNet under plane_figure):")
     boxed = FINE if supervised else BOXED

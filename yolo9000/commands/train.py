@@ -18,7 +18,6 @@ from pathlib import Path
 
 from yolo9000.checkpoint import CheckpointError
 from yolo9000.config import ConfigError, load_config
-from yolo9000.data.descriptor import DescriptorError
 from yolo9000.engine import CHECKPOINT_NAME, CONFIG_NAME, train
 from yolo9000.logging import CSV_NAME, CURVES_NAME
 
@@ -47,26 +46,22 @@ def _clear(run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.resume:
-            run_dir = Path(args.resume)
-            if not (run_dir / CHECKPOINT_NAME).exists():
-                raise CheckpointError(f"--resume {run_dir}: no {CHECKPOINT_NAME} there to continue from")
-            cfg = load_config(args.config or run_dir / CONFIG_NAME, args.set)
-        else:
-            if not args.config:
-                raise ConfigError("give --config X.yaml (a new run) or --resume DIR (continue a run)")
-            cfg = load_config(args.config, args.set)
-            run_dir = Path(args.out or cfg.train.out)
-            if (run_dir / CHECKPOINT_NAME).exists():
-                if not args.force:
-                    raise ConfigError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it with "
-                                      f"--resume {run_dir}, or start over with --force or another --out")
-                _clear(run_dir)
-        result = train(cfg, run_dir, resume=bool(args.resume), dataset_overrides=args.data_set)
-    except (ConfigError, DescriptorError, CheckpointError, FileNotFoundError) as err:
-        print(f"yolo9000 train: {err}", file=sys.stderr)
-        return 2
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / CHECKPOINT_NAME).exists():
+            raise CheckpointError(f"--resume {run_dir}: no {CHECKPOINT_NAME} there to continue from")
+        cfg = load_config(args.config or run_dir / CONFIG_NAME, args.set)
+    else:
+        if not args.config:
+            raise ConfigError("give --config X.yaml (a new run) or --resume DIR (continue a run)")
+        cfg = load_config(args.config, args.set)
+        run_dir = Path(args.out or cfg.train.out)
+        if (run_dir / CHECKPOINT_NAME).exists():
+            if not args.force:
+                raise ConfigError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it with "
+                                  f"--resume {run_dir}, or start over with --force or another --out")
+            _clear(run_dir)
+    result = train(cfg, run_dir, resume=bool(args.resume), dataset_overrides=args.data_set)
     if result.stop_reason == "non_finite":
         print(f"yolo9000 train: {result.message}", file=sys.stderr)
         return 1

@@ -16,13 +16,14 @@ from pycocotools.coco import COCO
 from wordtree.tree import WordTree
 from yolo9000.data.labels import category_labels
 from yolo9000.data.source import Record, SkipLog, Source, report_skipped
+from yolo9000.errors import DatasetError
 
 
 def load_coco(annotations: str | Path) -> COCO:
     """pycocotools' COCO object, without its chatty prints."""
     annotations = Path(annotations)
     if not annotations.exists():
-        raise FileNotFoundError(f"COCO annotations {annotations} do not exist")
+        raise DatasetError(f"COCO annotations {annotations} do not exist")
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(str(annotations))
 

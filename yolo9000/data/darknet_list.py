@@ -16,6 +16,7 @@ from wordtree.io import read_map
 from wordtree.tree import WordTree
 from yolo9000.data.images import image_size
 from yolo9000.data.source import Kind, Record, SkipLog, Source, report_skipped, resolve
+from yolo9000.errors import DatasetError
 
 
 def label_path(image: Path) -> Path:
@@ -34,7 +35,7 @@ def read_label_file(path: Path) -> list[tuple[int, float, float, float, float]]:
         if not fields:
             continue
         if len(fields) != 5:
-            raise ValueError(f"{path} line {number}: expected 'class x y w h', got {line!r}")
+            raise DatasetError(f"{path} line {number}: expected 'class x y w h', got {line!r}")
         rows.append((int(fields[0]), *map(float, fields[1:])))
     return rows
 

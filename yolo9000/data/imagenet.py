@@ -12,6 +12,7 @@ import torch
 
 from wordtree.tree import WordTree
 from yolo9000.data.source import Record, SkipLog, Source, report_skipped, resolve
+from yolo9000.errors import DatasetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
@@ -19,7 +20,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 def scan_folders(root: Path) -> list[tuple[str, str]]:
     """(path, wnid) for every image under `root/<wnid>/`, sorted for determinism."""
     if not root.is_dir():
-        raise FileNotFoundError(f"ImageNet folder {root} does not exist")
+        raise DatasetError(f"ImageNet folder {root} does not exist")
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         out += [(str(f), folder.name) for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
@@ -34,7 +35,7 @@ def read_list(path: Path) -> list[tuple[str, str]]:
             continue
         fields = line.rsplit(maxsplit=1)
         if len(fields) != 2:
-            raise ValueError(f"{path} line {number}: expected '<image path> <wnid>', got {line!r}")
+            raise DatasetError(f"{path} line {number}: expected '<image path> <wnid>', got {line!r}")
         out.append((str(resolve(path.parent, fields[0])), fields[1]))
     return out
 

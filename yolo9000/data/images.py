@@ -21,6 +21,8 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from yolo9000.errors import ImageLoadError  # noqa: F401  (re-exported)
+
 try:
     from torchvision.io import ImageReadMode, decode_jpeg
 except ImportError:  # torchvision announces moving its decoders to torchcodec; PIL then does all the work
@@ -32,18 +34,6 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 Reason = Literal["missing", "unreadable", "truncated"]
-
-
-class ImageLoadError(RuntimeError):
-    """An image is missing, unreadable or truncated; the message names the file, `reason` says which."""
-
-    def __init__(self, message: str, reason: Reason = "unreadable") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self):
-        # Keep `reason` when the error crosses a loader-worker boundary.
-        return type(self), (str(self), self.reason)
 
 
 def _pil_to_rgb(image: Image.Image) -> Image.Image:

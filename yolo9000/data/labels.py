@@ -16,10 +16,7 @@ import yaml
 
 from wordtree.io import read_map
 from wordtree.tree import WordTree
-
-
-class ClassMapError(ValueError):
-    """A class map cannot be applied; the message names the file and entry."""
+from yolo9000.errors import ClassMapError  # noqa: F401  (re-exported)
 
 
 def _tree_index(value: object, tree: WordTree | None, source: str) -> int:

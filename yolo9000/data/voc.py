@@ -16,6 +16,7 @@ import torch
 from wordtree.tree import WordTree
 from yolo9000.data.labels import category_labels
 from yolo9000.data.source import Record, SkipLog, Source, report_skipped
+from yolo9000.errors import DatasetError
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -26,7 +27,7 @@ def parse_voc_xml(path: Path) -> tuple[str, tuple[int, int] | None, list[tuple[s
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
-        raise ValueError(f"{path}: not valid VOC XML ({err})") from None
+        raise DatasetError(f"{path}: not valid VOC XML ({err})") from None
     filename = root.findtext("filename") or path.with_suffix(".jpg").name
     size = root.find("size")
     hw = None
@@ -36,7 +37,7 @@ def parse_voc_xml(path: Path) -> tuple[str, tuple[int, int] | None, list[tuple[s
     for obj in root.iter("object"):
         box = obj.find("bndbox")
         if box is None:
-            raise ValueError(f"{path}: object {obj.findtext('name')!r} has no bndbox")
+            raise DatasetError(f"{path}: object {obj.findtext('name')!r} has no bndbox")
         x1, y1, x2, y2 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
         objects.append((obj.findtext("name", "").strip(), [x1 - 1, y1 - 1, x2, y2], obj.findtext("difficult") == "1"))
     return filename, hw, objects
@@ -77,13 +78,13 @@ class VocSource(Source):
         xml_dir = Path(annotations) if annotations is not None else Path(root) / "Annotations"
         image_dir = Path(image_dir) if image_dir is not None else Path(root) / "JPEGImages"
         if not xml_dir.is_dir():
-            raise FileNotFoundError(f"VOC annotations folder {xml_dir} does not exist")
+            raise DatasetError(f"VOC annotations folder {xml_dir} does not exist")
         if image_set:
             if root is None:
                 raise ValueError("VocSource: image_set needs a VOC root (ImageSets/Main/<image_set>.txt)")
             listing = Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
             if not listing.exists():
-                raise FileNotFoundError(f"VOC image set {listing} does not exist")
+                raise DatasetError(f"VOC image set {listing} does not exist")
             xmls = [xml_dir / f"{i.split()[0]}.xml" for i in listing.read_text().splitlines() if i.strip()]
         else:
             xmls = sorted(xml_dir.glob("*.xml"))
