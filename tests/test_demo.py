@@ -49,7 +49,7 @@ def test_demo_runs_both_stages_and_writes_metrics_pictures_and_query(tmp_path, c
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["amp"] in ("off", "bf16") and metrics["supervised"] is False
-    assert metrics["images_seen"] == 2 * 2 * 8                                # two stages of 2 steps of 8
+    assert metrics["images_seen"] == 2 * 2 * 16                               # two stages of 2 steps of 16
     assert 0 < metrics["train_seconds"] <= metrics["wall_seconds"] and metrics["cpu_seconds"] > 0
     for key in ("coarse_map50", "fine_map50", "fine_map50_without_boxes"):
         assert 0.0 <= metrics[key] <= 1.0, key

@@ -48,7 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pictures", type=int, default=6, help="annotated evaluation images to write")
     parser.add_argument("--skip-tree", action="store_true", help="skip the 9k tree comparison (step 1)")
     parser.add_argument("--threads", type=int,
-                        help="torch threads (default: one less than the CPU count, at least 1; README, 'How fast')")
+                        help="torch threads (default: the CPUs the load average leaves free, at least 1)")
     parser.add_argument("--supervised", action="store_true",
                         help="the fully supervised reference: every fine class has boxes in the detection images")
     parser.set_defaults(func=run)
@@ -98,15 +98,16 @@ def _cpu_seconds() -> float:
 
 
 def _set_threads(threads: int | None) -> int:
-    """Set torch's thread count for the demo: by default one less than the CPU count (1 on 2 cores).
+    """Set torch's thread count for the demo: by default the CPUs that other processes leave free (the CPU count
+    less the 1-minute load average, at least 1).
 
     The tiny model's operations are short, and each waits for all its OpenMP threads: when another process holds
-    one of the cores, every operation stalls. On the shared 2-core machine (load ~10) the demo's training ran
-    7.6 s per step with two threads and 0.4-1 s per step with one; on an idle 2-core machine two threads are
-    estimated ~1.3x faster than one (README, "How fast, and why").
+    one of the cores, every operation stalls. On the shared 2-core machine (load ~10) the fast demo's training ran
+    7.6 s per step with two threads and 0.33 s per step with one (README, "How fast, and why").
     """
     import torch
-    threads = threads or max(1, (os.cpu_count() or 1) - 1)
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) - round(os.getloadavg()[0]))
     torch.set_num_threads(threads)
     return threads
 
