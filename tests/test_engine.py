@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -235,3 +236,15 @@ def test_bf16_autocast_and_channels_last_on_cpu(data, tmp_path):
     assert all(v.dtype in (torch.float32, torch.int64) for v in load_checkpoint(result.checkpoint)["model"].values())
     expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
     assert resolve_amp(torch.device("cpu"), "auto") == expected
+
+
+def test_bf16_on_a_cpu_without_bf16_warns_with_the_reason(monkeypatch):
+    from yolo9000 import device
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match=r"train.amp=bf16: this CPU has no bf16 instructions .* slower than float32"):
+        assert resolve_amp(torch.device("cpu"), "bf16") == "bf16"
+    assert resolve_amp(torch.device("cpu"), "auto") == "off"       # auto: float32, without a word
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_amp(torch.device("cpu"), "bf16") == "bf16"
