@@ -18,7 +18,11 @@ from pathlib import Path
 
 from yolo9000.checkpoint import CheckpointError
 from yolo9000.config import ConfigError, load_config
+from wordtree.tree import TreeError
 from yolo9000.data.descriptor import DescriptorError
+from yolo9000.data.labels import ClassMapError
+from yolo9000.data.pack import PackError
+from yolo9000.data.source import AnnotationError
 from yolo9000.engine import CHECKPOINT_NAME, CONFIG_NAME, train
 from yolo9000.logging import CSV_NAME, CURVES_NAME
 
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
                                       f"--resume {run_dir}, or start over with --force or another --out")
                 _clear(run_dir)
         result = train(cfg, run_dir, resume=bool(args.resume), dataset_overrides=args.data_set)
-    except (ConfigError, DescriptorError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, DescriptorError, CheckpointError, FileNotFoundError, AnnotationError, PackError,
+            ClassMapError, TreeError) as err:
         print(f"yolo9000 train: {err}", file=sys.stderr)
         return 2
     if result.stop_reason == "non_finite":

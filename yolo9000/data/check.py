@@ -20,13 +20,13 @@ from tqdm import tqdm
 
 from wordtree.tree import WordTree
 from yolo9000.data.descriptor import DatasetDescriptor, build_source
-from yolo9000.data.images import ImageLoadError, inspect_image
+from yolo9000.data.images import REASON_KINDS, ImageLoadError, inspect_image
 from yolo9000.data.source import SkipLog, Source
 
 INFO_KINDS = frozenset({"converted: grayscale", "converted: CMYK", "converted: alpha", "converted: 16-bit",
                         "converted: palette", "EXIF rotation", "crowd box", "difficult box"})
 BOX_TOLERANCE = 1.0  # pixels: COCO's float boxes overshoot the border by rounding; that is not an error
-_LOAD_KINDS = {"missing": "missing file", "truncated": "truncated image", "unreadable": "unreadable image"}
+_LOAD_KINDS = REASON_KINDS
 
 
 def is_error(kind: str) -> bool:

@@ -7,6 +7,7 @@ region layer). Detection class ids go through the map (e.g. `coco9k.map`) when o
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import torch
 from wordtree.io import read_map
 from wordtree.tree import WordTree
 from yolo9000.data.images import image_size
-from yolo9000.data.source import Kind, Record, SkipLog, Source, report_skipped, resolve
+from yolo9000.data.source import (AnnotationError, Kind, Record, SkipLog, Source, annotation_path, read_text,
+                                  report_skipped)
 
 
 def label_path(image: Path) -> Path:
@@ -29,13 +31,20 @@ def label_path(image: Path) -> Path:
 
 def read_label_file(path: Path) -> list[tuple[int, float, float, float, float]]:
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 5:
-            raise ValueError(f"{path} line {number}: expected 'class x y w h', got {line!r}")
-        rows.append((int(fields[0]), *map(float, fields[1:])))
+            raise AnnotationError(f"{path} line {number}: expected 'class x y w h', got {line!r}")
+        try:
+            row = (int(fields[0]), *map(float, fields[1:]))
+        except ValueError:
+            raise AnnotationError(f"{path} line {number}: expected an integer class and 4 numbers, got "
+                                  f"{line!r}") from None
+        if not all(math.isfinite(v) for v in row[1:]):
+            raise AnnotationError(f"{path} line {number}: non-finite number in {line!r}")
+        rows.append(row)
     return rows
 
 
@@ -47,10 +56,12 @@ class DarknetListSource(Source):
         kind: "detection" keeps images with real boxes; "classification" keeps the `<index> 0 0 0 0` images.
         tree: checks indices against it (None: flat class ids).
         class_map: darknet `.map` applied to detection class ids (line k = node of class k).
+        allow_outside_root: accept image paths that are absolute or contain `..` (refused by default; darknet's
+            own `voc_label.py` writes absolute paths, so such lists need it).
     """
 
     def __init__(self, list_file: str | Path, kind: Kind, tree: WordTree | None = None,
-                 class_map: str | Path | None = None) -> None:
+                 class_map: str | Path | None = None, allow_outside_root: bool = False) -> None:
         list_file = Path(list_file)
         mapping = read_map(class_map, tree) if class_map else None
         num_labels = tree.num_nodes if tree is not None else None
@@ -58,10 +69,10 @@ class DarknetListSource(Source):
         self.skipped = SkipLog()
         seen: set[str] = set()
         records = []
-        for line in list_file.read_text().splitlines():
+        for number, line in enumerate(read_text(list_file).splitlines(), 1):
             if not line.strip():
                 continue
-            image = resolve(list_file.parent, line.strip())
+            image = annotation_path(list_file.parent, line.strip(), f"{list_file} line {number}", allow_outside_root)
             labels_file = label_path(image)
             rows = read_label_file(labels_file) if labels_file.exists() else []
             is_cls = len(rows) == 1 and rows[0][1] == 0 and rows[0][2] == 0

@@ -10,6 +10,8 @@
       eval:
         detection:      {format: coco, annotations: eval/annotations.json, images: eval/images}
 
+Image paths inside annotations (COCO `file_name`, VOC `<filename>`, list lines) must stay under their folder:
+absolute and `..` paths are refused unless the source sets `allow_outside_root: true`.
 Formats: `coco` (annotations, images, class_map, include_crowd), `imagenet` (images = wnid folders, or list),
 `voc` (images = VOC root, image_set, class_map; or annotations = XML folder and images = image folder, as for
 ImageNet DET), `darknet` (list, class_map), `pack` (path of a `yolo9000 data pack` file; the part of the split's
@@ -36,7 +38,7 @@ from torch import Tensor
 from wordtree.tree import WordTree
 from yolo9000.config import parse_overrides
 from yolo9000.data.images import image_size
-from yolo9000.data.source import ConcatSource, Source, resolve
+from yolo9000.data.source import ConcatSource, Source, report_problems, resolve
 from yolo9000.reference import darknet_dir, data_home
 
 FORMATS = ("coco", "imagenet", "voc", "darknet", "pack")
@@ -58,6 +60,7 @@ class SourceSpec:
     class_map: Path | None = None       # darknet .map or YAML category -> wnid
     include_crowd: bool = False
     image_set: str | None = None        # voc ImageSets/Main/<name>.txt
+    allow_outside_root: bool = False    # accept absolute and `..` image paths in the annotations
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ def _source_spec(entry: Any, root: Path, where: str) -> SourceSpec:
     for key, value in entry.items():
         if key in ("annotations", "images", "list", "path") and value is not None:
             value = resolve(root, _expand(str(value)))
+        elif key in ("include_crowd", "allow_outside_root") and not isinstance(value, bool):
+            raise DescriptorError(f"{where}: {key} must be true or false, got {value!r}")
         elif key == "class_map" and value is not None:
             found = resolve(root, _expand(str(value)))
             reference = darknet_dir() / str(value)
@@ -154,7 +159,9 @@ def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> Dat
     if not path.exists():
         raise DescriptorError(f"dataset descriptor {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8-sig")) or {}
+    except UnicodeDecodeError as err:
+        raise DescriptorError(f"{path}: not UTF-8 text (byte {err.start}), expected a YAML descriptor") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -203,19 +210,21 @@ def build_source(spec: SourceSpec, kind: str, tree: WordTree | None) -> Source:
         return value
     if spec.format == "coco":
         from yolo9000.data.coco import CocoSource
-        return CocoSource(need("annotations"), need("images"), tree, spec.class_map, spec.include_crowd)
+        return CocoSource(need("annotations"), need("images"), tree, spec.class_map, spec.include_crowd,
+                          spec.allow_outside_root)
     if spec.format == "imagenet":
         from yolo9000.data.imagenet import ImageNetSource
-        return ImageNetSource(spec.images if spec.list is None else None, spec.list, tree)
+        return ImageNetSource(spec.images if spec.list is None else None, spec.list, tree, spec.allow_outside_root)
     if spec.format == "voc":
         from yolo9000.data.voc import VocSource
         if spec.annotations is not None:
             return VocSource(None, spec.image_set, tree, spec.class_map, annotations=spec.annotations,
-                             image_dir=need("images"))
-        return VocSource(need("images"), spec.image_set, tree, spec.class_map)
+                             image_dir=need("images"), allow_outside_root=spec.allow_outside_root)
+        return VocSource(need("images"), spec.image_set, tree, spec.class_map,
+                         allow_outside_root=spec.allow_outside_root)
     if spec.format == "darknet":
         from yolo9000.data.darknet_list import DarknetListSource
-        return DarknetListSource(need("list"), kind, tree, spec.class_map)
+        return DarknetListSource(need("list"), kind, tree, spec.class_map, spec.allow_outside_root)
     from yolo9000.data.pack import PackSource
     return PackSource(need("path"), tree, kind)
 
@@ -223,6 +232,8 @@ def build_source(spec: SourceSpec, kind: str, tree: WordTree | None) -> Source:
 def _build(descriptor: DatasetDescriptor, split: str, kind: str, tree: WordTree | None) -> Source | None:
     specs = getattr(descriptor.split(split), kind)
     sources = [build_source(spec, kind, tree) for spec in specs]
+    for source in sources:
+        report_problems(source)
     for spec, source in zip(specs, sources):
         if source.kind != kind:
             raise DescriptorError(f"{descriptor.source}: splits.{split}.{kind}: {spec.format} source {source.name} "

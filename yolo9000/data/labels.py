@@ -34,6 +34,19 @@ def _tree_index(value: object, tree: WordTree | None, source: str) -> int:
     return tree.index(str(value))
 
 
+def _read_yaml_map(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
+    except FileNotFoundError:
+        raise ClassMapError(f"class map {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ClassMapError(f"{path}: not UTF-8 text (byte {err.start}), expected a YAML class map") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ClassMapError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+
+
 def category_labels(categories: Sequence[tuple[int, str]], tree: WordTree | None,
                     class_map: str | Path | dict | None = None) -> dict[int, int]:
     """Label index for each dataset category.
@@ -55,7 +68,7 @@ def category_labels(categories: Sequence[tuple[int, str]], tree: WordTree | None
             raise ClassMapError(f"{class_map}: {len(indices)} lines for {len(categories)} categories")
         return {cid: indices[k] for k, (cid, _) in enumerate(categories)}
     source = str(class_map) if not isinstance(class_map, dict) else "class_map"
-    mapping = class_map if isinstance(class_map, dict) else yaml.safe_load(Path(class_map).read_text())
+    mapping = class_map if isinstance(class_map, dict) else _read_yaml_map(Path(class_map))
     if not isinstance(mapping, dict):
         raise ClassMapError(f"{source}: expected a mapping category -> wnid")
     out = {}

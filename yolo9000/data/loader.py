@@ -19,13 +19,13 @@ from wordtree.tree import WordTree
 from yolo9000.config import DataConfig
 from yolo9000.data.collate import Batch, collate
 from yolo9000.data.descriptor import DatasetDescriptor, build_classification, build_detection
-from yolo9000.data.images import ImageLoadError
+from yolo9000.data.images import REASON_KINDS, ImageLoadError
 from yolo9000.data.sampler import MixedBatchSampler
 from yolo9000.data.source import Source
 from yolo9000.data.transforms import EvalTransform, TrainTransform
 
 Failure = tuple[str, str]  # (problem kind, file)
-FAILURE_KINDS = {"missing": "missing file", "truncated": "truncated image", "unreadable": "unreadable image"}
+FAILURE_KINDS = REASON_KINDS
 
 
 class SizedDataset(Dataset):
