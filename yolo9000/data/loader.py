@@ -84,6 +84,9 @@ class SkippingLoader(DataLoader):
         for batch, failed in super().__iter__():
             self.consumed += 1
             for kind, path in failed:
+                if not self.skipped[kind]:
+                    # Said at once: a run that stops before the epoch's summary still names what it left out.
+                    print(f"data: skipped {path} ({kind}); the epoch's count follows at its end", file=sys.stderr)
                 self.skipped[kind] += 1
                 if len(self.first_failures) < 5:
                     self.first_failures.append((kind, path))
