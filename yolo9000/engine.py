@@ -419,8 +419,9 @@ class _Trainer:
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / CONFIG_NAME)
+        # A resumed run drops what the dead run logged after its checkpoint: those steps are trained again.
         self.logger = RunLogger(self.run_dir, enabled=info.is_main, tensorboard=tc.tensorboard,
-                                append=self.step > 0)
+                                resume_step=self.step if self.step > 0 else None)
         self._names = None
         self._acc_count = self._interval_images = 0
         self._grad_norm = None
