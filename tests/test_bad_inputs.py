@@ -427,3 +427,17 @@ def test_resume_from_a_nan_checkpoint_is_refused(dataset, tmp_path, capsys):
     fails_with(["train", "--resume", run_dir, "--set", "train.max_steps=2"], capsys, str(run_dir / "last.pt"),
                "non-finite")
     assert (run_dir / "last.pt").exists()   # the run folder is left as it was
+
+
+# ------------------------------------------------------------------------------------------------------ devices
+def test_device_that_does_not_exist(dataset, tmp_path, capsys):
+    # Without a GPU `cuda` does not exist; with one, an index past the last GPU does not.
+    missing = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    fails_with(["detect", "--config", TINY, "--set", f"model.tree={tmp_path / 'tree.json'}", "--device", missing,
+                image, "--out", tmp_path / "out"], capsys, f"--device={missing}")
+    fails_with(["detect", "--config", TINY, "--set", f"model.tree={tmp_path / 'tree.json'}", "--device", "gpu0",
+                image, "--out", tmp_path / "out"], capsys, "--device='gpu0' is not a device")
+    config = write_config(tmp_path, ["train.max_steps=1", f"train.device={missing}"])
+    fails_with(["train", "--config", config, "--out", tmp_path / "run"], capsys, f"train.device={missing}")

@@ -109,10 +109,11 @@ class DetectorOptions:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> CUDA when available, else CPU."""
+    """"auto" -> CUDA when available, else CPU; a named device must exist here (ConfigError naming it)."""
+    from yolo9000.distributed import select_device
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return select_device(str(device), flag="--device")
 
 
 def to_uint8_image(image: ImageInput) -> Tensor:

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from yolo9000.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -32,13 +34,24 @@ class DistInfo:
         return self.world_size > 1
 
 
-def select_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto`: CUDA (this process's local GPU) when present, else CPU; otherwise the named device."""
+def select_device(spec: str = "auto", local_rank: int = 0, flag: str = "train.device") -> torch.device:
+    """`auto`: CUDA (this process's local GPU) when present, else CPU; otherwise the named device, which must exist
+    here (ConfigError naming `flag` otherwise, instead of torch's error at the first tensor moved there)."""
     if spec == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={spec} but CUDA is not available on this machine (use auto or cpu)")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"{flag}={spec!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{flag}={spec} but CUDA is not available on this machine (use auto or cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{flag}={spec} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{flag}={spec} but MPS is not available on this machine (use auto or cpu)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{flag}={spec}: only cpu, cuda and mps devices are supported")
     return device
 
 
