@@ -105,6 +105,8 @@ COCO_CASES = {
     "no images": (_edit(lambda d: d.pop("images")), ["no 'images' list"]),
     "no annotations": (_edit(lambda d: d.pop("annotations")), ["no 'annotations' list"]),
     "zero images": (_edit(lambda d: d.__setitem__("images", [])), ["'images' is empty"]),
+    "nested 100000 deep": (lambda d: "[" * 100000 + "]" * 100000, ["nested too deeply"]),
+    "images of strings": (_edit(lambda d: d.__setitem__("images", ["000.jpg"])), ["images[0] is a str"]),
     "NaN in a bbox": (_set_ann("bbox", [1.0, math.nan, 4.0, 4.0]), ["annotation 1", "non-finite"]),
     "absolute file_name": (_edit(lambda d: d["images"][0].__setitem__("file_name", "/etc/hostname")),
                            ["image 100", "/etc/hostname", "allow_outside_root"]),
@@ -208,6 +210,19 @@ def test_good_voc_packs(tmp_path, capsys):
     status, _, err = run(["data", "pack", descriptor, "--split", "train", "--out", tmp_path / "p.h5",
                           "--no-progress"], capsys)
     assert status == 0, err
+
+
+def test_empty_sources_are_errors_not_zero_images(tmp_path, capsys):
+    (tmp_path / "voc" / "Annotations").mkdir(parents=True)
+    (tmp_path / "cls").mkdir()
+    descriptor = tmp_path / "empty.yaml"
+    descriptor.write_text("splits:\n  train:\n    detection: {format: voc, images: voc}\n"
+                          "    classification: {format: imagenet, images: cls}\n")
+    fails_with(["data", "pack", descriptor, "--split", "train", "--out", tmp_path / "p.h5", "--no-progress"],
+               capsys, str(descriptor), "splits.train.detection[0]", "holds no images")
+    status, out, _ = run(["data", "check", descriptor, "--workers", "0", "--no-progress"], capsys)
+    assert status == 1
+    error_line(out, "source holds no images: 2", "splits.train.detection[0]")
 
 
 # ---------------------------------------------------------------------------------------------- ImageNet, lists

@@ -151,6 +151,8 @@ def check_dataset(descriptor: DatasetDescriptor, tree: WordTree | None, splits: 
                     problems.add("source cannot be read", f"{where}: {source.name} holds {source.kind} images")
                     continue
                 problems.merge(getattr(source, "skipped", SkipLog()))
+                if not len(source):
+                    problems.add("source holds no images", f"{where} ({source_spec.format}): {source.name}")
                 files_of.setdefault(split, set()).update(r.file for r in source.records)
                 key = f"{split}/{kind}"
                 report.images[key] = report.images.get(key, 0) + len(source)

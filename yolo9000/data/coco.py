@@ -56,6 +56,8 @@ def read_coco_json(annotations: str | Path) -> dict:
         raise AnnotationError(f"{path}: not UTF-8 text (byte {err.start}), expected COCO JSON") from None
     except json.JSONDecodeError as err:
         raise AnnotationError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: JSON nested too deeply to be COCO annotations") from None
     if not isinstance(data, dict):
         raise AnnotationError(f"{path}: expected a JSON object with 'images', 'annotations' and 'categories', got "
                               f"a {type(data).__name__}")

@@ -234,10 +234,16 @@ def _build(descriptor: DatasetDescriptor, split: str, kind: str, tree: WordTree 
     sources = [build_source(spec, kind, tree) for spec in specs]
     for source in sources:
         report_problems(source)
-    for spec, source in zip(specs, sources):
+    for i, (spec, source) in enumerate(zip(specs, sources)):
         if source.kind != kind:
             raise DescriptorError(f"{descriptor.source}: splits.{split}.{kind}: {spec.format} source {source.name} "
                                   f"holds {source.kind} images")
+        if not len(source):
+            # An empty folder, or every entry left out: training or evaluating on it would be a silent no-op.
+            skipped = getattr(source, "skipped", None)
+            why = f" (left out: {', '.join(f'{k} {n}' for k, n in sorted(skipped.items()))})" if skipped else ""
+            raise DescriptorError(f"{descriptor.source}: splits.{split}.{kind}[{i}]: {spec.format} source "
+                                  f"{source.name} holds no images{why}")
     if not sources:
         return None
     return sources[0] if len(sources) == 1 else ConcatSource(sources)
