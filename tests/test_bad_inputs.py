@@ -456,3 +456,16 @@ def test_device_that_does_not_exist(dataset, tmp_path, capsys):
                 image, "--out", tmp_path / "out"], capsys, "--device='gpu0' is not a device")
     config = write_config(tmp_path, ["train.max_steps=1", f"train.device={missing}"])
     fails_with(["train", "--config", config, "--out", tmp_path / "run"], capsys, f"train.device={missing}")
+
+
+def test_anchors_leave_out_an_image_whose_size_cannot_be_read(dataset, tmp_path, capsys):
+    annotations = tmp_path / "det" / "annotations.json"
+    data = json.loads(annotations.read_text())
+    for info in data["images"]:
+        del info["height"], info["width"]          # sizes come from the image headers
+    annotations.write_text(json.dumps(data))
+    broken = tmp_path / "det" / "images" / "001.jpg"
+    broken.write_bytes(b"not an image at all")
+    status, out, err = run(["anchors", "--data", only_train(dataset), "--k", "2"], capsys)
+    assert status == 0, err
+    error_line(err, "left out the boxes of 1 images", str(broken))

@@ -15,7 +15,7 @@ import torch
 
 from wordtree.io import read_map
 from wordtree.tree import WordTree
-from yolo9000.data.images import image_size
+from yolo9000.data.images import REASON_KINDS, ImageLoadError, image_size
 from yolo9000.data.source import (AnnotationError, Kind, Record, SkipLog, Source, annotation_path, read_text,
                                   report_skipped)
 
@@ -95,11 +95,8 @@ class DarknetListSource(Source):
                 # Labels are normalised: without the image's size there are no boxes, so the image is left out.
                 try:
                     height, width = image_size(image)
-                except FileNotFoundError:
-                    self.skipped.add("missing file", str(image))
-                    continue
-                except (OSError, ValueError, SyntaxError):
-                    self.skipped.add("unreadable image", str(image))
+                except ImageLoadError as err:
+                    self.skipped.add(REASON_KINDS[err.reason], str(image))
                     continue
             labels, boxes = [], []
             for cls, cx, cy, w, h in rows:

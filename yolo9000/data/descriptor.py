@@ -27,6 +27,7 @@ Builders: `build_detection(descriptor, split, tree)` and `build_classification(d
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from torch import Tensor
 
 from wordtree.tree import WordTree
 from yolo9000.config import parse_overrides
-from yolo9000.data.images import image_size
+from yolo9000.data.images import ImageLoadError, image_size
 from yolo9000.data.source import ConcatSource, Source, report_problems, resolve
 from yolo9000.reference import darknet_dir, data_home
 
@@ -270,11 +271,18 @@ def box_sizes(descriptor: DatasetDescriptor, split: str = "train", tree: WordTre
     source = build_detection(descriptor, split, tree)
     if source is None:
         return torch.zeros((0, 2))
-    sizes = []
+    sizes, skipped = [], []
     for record in source.records:
         if record.boxes is None or not len(record.boxes):
             continue
-        height, width = record.orig_size or image_size(record.file)
+        try:
+            height, width = record.orig_size or image_size(record.file)
+        except ImageLoadError as err:
+            skipped.append(str(err))   # no size, no normalised box: left out, and said below
+            continue
         wh = record.boxes[:, 2:] - record.boxes[:, :2]
         sizes.append(wh / torch.tensor([width, height], dtype=torch.float32))
+    if skipped:
+        print(f"{source.name}: left out the boxes of {len(skipped)} images whose size cannot be read (first: "
+              f"{skipped[0]})", file=sys.stderr)
     return torch.cat(sizes) if sizes else torch.zeros((0, 2))

@@ -200,10 +200,27 @@ def load_image(path: str | Path) -> Tensor:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) after EXIF orientation, read from the header only."""
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    """(height, width) after EXIF orientation, read from the header only.
+
+    Raises:
+        ImageLoadError: naming the file when it is missing ("missing"), not an image ("unreadable"), or declares
+            more pixels than `max_pixels()` ("too_large").
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: cannot read (No such file or directory)", reason="missing") from None
+    except Image.DecompressionBombError as err:
+        raise ImageLoadError(f"{path}: image too large ({err})", reason="too_large") from None
+    except (OSError, ValueError, EOFError, SyntaxError) as err:
+        raise _load_error(err, str(path)) from None
+    if width * height > max_pixels():
+        raise ImageLoadError(f"{path}: image too large ({width}x{height} = {width * height:,} pixels; the limit is "
+                             f"{max_pixels():,}, set {MAX_PIXELS_ENV} to change it)", reason="too_large")
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
