@@ -469,3 +469,39 @@ def test_anchors_leave_out_an_image_whose_size_cannot_be_read(dataset, tmp_path,
     status, out, err = run(["anchors", "--data", only_train(dataset), "--k", "2"], capsys)
     assert status == 0, err
     error_line(err, "left out the boxes of 1 images", str(broken))
+
+
+# --------------------------------------------------------------------------------------------------- model YAML
+MODEL_YAML_CASES = {
+    "bad syntax": (b"model:\n  kind: yolov2\n  width: [1\n", ["line 4", "not valid YAML"]),
+    "python tag": (b'model: !!python/object/apply:os.system ["touch PWNED"]\n',
+                   ["line 1", "!!python/object/apply:os.system", "not allowed"]),
+    "binary file": (bytes(range(256)) * 4, ["not UTF-8"]),
+    "NUL bytes": (b"model:\n  kind: yolov2\x00\x00\n", ["binary file"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODEL_YAML_CASES))
+def test_bad_model_yaml(case, dataset, tmp_path, capsys, monkeypatch):
+    content, needles = MODEL_YAML_CASES[case]
+    config = tmp_path / "model.yaml"
+    config.write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    fails_with(["info", "--config", config], capsys, str(config), *needles)
+    fails_with(["train", "--config", config, "--out", tmp_path / "run"], capsys, str(config), *needles)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_bad_set_values(tmp_path, capsys):
+    fails_with(["info", "--config", TINY, "--set", "model.anchors=[[1,2]"], capsys,
+               "--set model.anchors=[[1,2]", "not valid YAML")
+    fails_with(["info", "--config", TINY, "--set", "model.anchors"], capsys, "--set 'model.anchors'",
+               "expected key=value")
+
+
+def test_stride_is_blamed_not_a_size_never_passed(tmp_path, capsys):
+    config = tmp_path / "stride.yaml"
+    config.write_text(f"base: {TINY}\nmodel:\n  stride: 7\n")
+    line = fails_with(["info", "--config", config], capsys, "model.stride", "7")
+    assert "--size" not in line
+    fails_with(["info", "--config", TINY, "--size", "100"], capsys, "--size 100", "multiple of 32")

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import yaml
 
+from yolo9000.yaml_io import parse_yaml, read_yaml
+
 
 class ConfigError(ValueError):
     """A config key is unknown or its value is invalid; the message names the key."""
@@ -223,7 +225,7 @@ def parse_overrides(overrides: list[str] | None) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=0.01")
         key, raw = item.split("=", 1)
-        _set_path(out, key.strip(), yaml.safe_load(raw))
+        _set_path(out, key.strip(), parse_yaml(raw, f"--set {item}", ConfigError, show_line=False))
     return out
 
 
@@ -238,7 +240,7 @@ def _read_with_base(path: Path, chain: tuple[Path, ...]) -> dict:
     """A config file's sections, laid over its `base:` file's (a path relative to it) when it names one."""
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path, ConfigError, "a YAML config") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)

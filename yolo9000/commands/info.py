@@ -40,10 +40,11 @@ def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
 
 
 def input_size(args: argparse.Namespace, cfg: ModelConfig) -> int:
-    size = args.size if args.size is not None else cfg.input_size
-    if size <= 0 or size % cfg.stride:
-        raise ConfigError(f"--size {size}: must be a positive multiple of {cfg.stride}")
-    return size
+    if args.size is None:
+        return cfg.input_size   # checked with the rest of the config by build_model's validate
+    if args.size <= 0 or args.size % cfg.stride:
+        raise ConfigError(f"--size {args.size}: must be a positive multiple of {cfg.stride}")
+    return args.size
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -54,9 +55,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = model_config_from_args(args)
-        size = input_size(args, cfg)
         with torch.device("meta"):
-            model = build_model(cfg)
+            model = build_model(cfg)   # validates the config first, so its own keys are blamed, not --size
+        size = input_size(args, cfg)
     except (ConfigError, DarknetError, FileNotFoundError) as err:
         print(f"yolo9000 info: {err}", file=sys.stderr)
         return 2

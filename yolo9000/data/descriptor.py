@@ -33,14 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor
 
 from wordtree.tree import WordTree
-from yolo9000.config import parse_overrides
+from yolo9000.config import ConfigError, parse_overrides
 from yolo9000.data.images import ImageLoadError, image_size
 from yolo9000.data.source import ConcatSource, Source, report_problems, resolve
 from yolo9000.reference import darknet_dir, data_home
+from yolo9000.yaml_io import read_yaml
 
 FORMATS = ("coco", "imagenet", "voc", "darknet", "pack")
 
@@ -159,21 +159,13 @@ def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> Dat
         path = Path(__file__).resolve().parents[2] / "datasets" / f"{path}.yaml"
     if not path.exists():
         raise DescriptorError(f"dataset descriptor {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8-sig")) or {}
-    except UnicodeDecodeError as err:
-        raise DescriptorError(f"{path}: not UTF-8 text (byte {err.start}), expected a YAML descriptor") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise DescriptorError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    data = read_yaml(path, DescriptorError, "a YAML dataset descriptor") or {}
     if not isinstance(data, dict):
         raise DescriptorError(f"{path}: expected a mapping")
     try:
         parsed = parse_overrides(overrides)
-    except yaml.YAMLError as err:
-        raise DescriptorError(f"--set: a value is not valid YAML ({getattr(err, 'problem', None) or err}) in "
-                              f"{', '.join(overrides or [])}") from None
+    except ConfigError as err:
+        raise DescriptorError(str(err)) from None
     for keys, value in _flatten_overrides(parsed):
         _set_dotted(data, keys, value, ".".join(keys))
     unknown = sorted(set(data) - {"name", "root", "tree", "splits"})

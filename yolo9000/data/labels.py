@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
 
 from wordtree.io import read_map
 from wordtree.tree import WordTree
+from yolo9000.yaml_io import read_yaml
 
 
 class ClassMapError(ValueError):
@@ -35,16 +35,7 @@ def _tree_index(value: object, tree: WordTree | None, source: str) -> int:
 
 
 def _read_yaml_map(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
-    except FileNotFoundError:
-        raise ClassMapError(f"class map {path} does not exist") from None
-    except UnicodeDecodeError as err:
-        raise ClassMapError(f"{path}: not UTF-8 text (byte {err.start}), expected a YAML class map") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ClassMapError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    return read_yaml(path, ClassMapError, "a YAML class map")
 
 
 def category_labels(categories: Sequence[tuple[int, str]], tree: WordTree | None,
