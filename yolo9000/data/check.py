@@ -1,10 +1,13 @@
 """`yolo9000 data check`: scan a dataset and report every problem kind with counts and the first few files.
 
-Two severities. Errors lose or corrupt training signal and make the exit code 1: missing files, unreadable or
-truncated images, boxes of non-positive size or outside the image, image sizes that disagree with the annotation,
-unknown categories or wnids, duplicate ids or files, a training image that is also in another split (evaluation
-leak; splits whose name starts with "train" are training splits), a source that cannot be read at all. Informational kinds are handled on load and only reported: grayscale/CMYK/alpha/16-bit/palette images (loaded
-as RGB, "converted"), EXIF rotation (turned upright), crowd and difficult boxes (left out by design).
+Two severities. Errors lose or corrupt training signal and make the exit code 1: missing files, unreadable,
+truncated or too large images (more decoded pixels than `images.max_pixels()`, read from the header), boxes of
+non-positive size or outside the image, image sizes that disagree with the annotation, unknown categories or wnids,
+annotations of a missing image, images outside any wnid folder, duplicate ids or files, a training image that is
+also in another split (evaluation leak; splits whose name starts with "train" are training splits), a source that
+cannot be read at all (malformed annotations, a path leaving the dataset, a damaged pack) or holds no images.
+Informational kinds are handled on load and only reported: grayscale/CMYK/alpha/16-bit/palette images (loaded as
+RGB, "converted"), EXIF rotation (turned upright), crowd and difficult boxes (left out by design).
 
 Images are fully decoded the way training decodes them, so a file the check passes is one training can read.
 """
