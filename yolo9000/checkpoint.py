@@ -25,13 +25,26 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or lacks a required key; the message names the file."""
 
 
+class NonFiniteStateError(CheckpointError):
+    """A state about to be saved holds non-finite parameters; the message names the tensor and the file kept."""
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write `state` to `path` atomically: a temp file in the same folder, fsync, then rename over the target.
 
     A run killed mid-write (SIGKILL, power loss) leaves either the previous checkpoint or the new one, never a
     truncated file, because `os.replace` is atomic within one filesystem.
+
+    Raises:
+        NonFiniteStateError: the model holds NaN or infinity; nothing is written, so the previous checkpoint (the
+            last good state) stays.
     """
     path = Path(path)
+    if isinstance(state.get("model"), dict):
+        try:
+            check_finite(state["model"], path)
+        except CheckpointError as err:
+            raise NonFiniteStateError(f"not saved: {err}; {path} keeps the previous state") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
