@@ -87,8 +87,9 @@ def read_coco_json(annotations: str | Path) -> dict:
                                           and value == int(value)):
                 raise AnnotationError(f"{where}: {key!r} {value!r} is not a positive integer")
     for i, category in enumerate(data["categories"]):
-        if not isinstance(category, dict) or not _is_int(category.get("id")) or "name" not in category:
-            raise AnnotationError(f"{path}: categories[{i}] {category!r} needs an integer 'id' and a 'name'")
+        if not isinstance(category, dict) or not _is_int(category.get("id")) or not isinstance(category.get("name"),
+                                                                                                   str):
+            raise AnnotationError(f"{path}: categories[{i}] {category!r} needs an integer 'id' and a 'name' string")
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             raise AnnotationError(f"{path}: annotations[{i}] is a {type(ann).__name__}, expected an object")
@@ -162,7 +163,8 @@ class CocoSource(Source):
                     continue
                 boxes.append([x, y, x + w, y + h])
                 labels.append(lookup[ann["category_id"]])
-            size = (int(info["height"]), int(info["width"])) if "height" in info and "width" in info else None
+            known = info.get("height") is not None and info.get("width") is not None
+            size = (int(info["height"]), int(info["width"])) if known else None
             records.append(Record(file, int(image_id), torch.tensor(labels, dtype=torch.long),
                                   torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), size))
         for ann in coco.dataset["annotations"]:

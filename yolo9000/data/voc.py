@@ -53,9 +53,10 @@ def parse_voc_xml(path: Path) -> tuple[str, tuple[int, int] | None, list[tuple[s
     hw = None
     if size is not None and size.findtext("height") and size.findtext("width"):
         height, width = (_number(size, k, path, "<size>") for k in ("height", "width"))
-        if height <= 0 or width <= 0 or height != int(height) or width != int(width):
+        if height < 0 or width < 0 or height != int(height) or width != int(width) or (height == 0) != (width == 0):
             raise AnnotationError(f"{path}: <size> {height:g}x{width:g} is not a positive integer size")
-        hw = (int(height), int(width))
+        # 0 x 0 is what some labelling tools write when they did not read the image: the size is unknown.
+        hw = (int(height), int(width)) if height and width else None
     objects = []
     for number, obj in enumerate(root.iter("object"), 1):
         what = f"object {number} ({obj.findtext('name', '').strip()!r})"
