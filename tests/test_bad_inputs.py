@@ -401,7 +401,16 @@ CHECKPOINT_CASES = {
                 ["non-finite values"]),
     "pickled object": (lambda path, tmp: torch.save({"model": {}, "x": Path("/")}, path),
                        ["other than tensors", "refused"]),
+    "pickle garbage": (lambda path, tmp: path.write_bytes(b"\x80\x02" + np.random.default_rng(1).bytes(64)),
+                       ["corrupt or not a checkpoint"]),
+    "zip of something else": (lambda path, tmp: _plain_zip(path), ["corrupt"]),
 }
+
+
+def _plain_zip(path: Path) -> None:
+    import zipfile
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not a checkpoint")
 
 
 @pytest.mark.parametrize("case", sorted(CHECKPOINT_CASES))
@@ -429,6 +438,15 @@ def test_all_nan_darknet_weights_named(dataset, tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(image)
     fails_with(["detect", "--config", TINY, "--set", f"model.tree={tmp_path / 'tree.json'}", "--weights", weights,
                 image, "--out", tmp_path / "out"], capsys, str(weights), "non-finite")
+
+
+def test_a_nan_state_is_never_saved_over_the_last_good_one(tmp_path):
+    from yolo9000.checkpoint import NonFiniteStateError, load_checkpoint, save_checkpoint
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(3)}, "step": 4}, path)
+    with pytest.raises(NonFiniteStateError, match="tensor w holds 1 non-finite"):
+        save_checkpoint({"model": {"w": torch.tensor([1.0, math.inf, 2.0])}, "step": 5}, path)
+    assert load_checkpoint(path)["step"] == 4
 
 
 def test_resume_from_a_nan_checkpoint_is_refused(dataset, tmp_path, capsys):

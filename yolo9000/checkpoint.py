@@ -12,6 +12,7 @@ import os
 import pickle
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +85,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint ({path.stat().st_size} bytes, neither "
                               "a torch.save zip archive nor a legacy pickle)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # torch's notes on pickle protocols: noise here
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            # torch's message advises weights_only=False: wrong here, that would run whatever the file holds.
+        # torch's message advises weights_only=False: wrong here, that would run whatever the file holds.
+        if "Unsupported global" in str(err):
             raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain data; refused "
                                   "(loading them could run code)") from None
-        raise CheckpointError(f"checkpoint {path} is corrupt ({_first_line(err)})") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint (unreadable pickle data)") from None
     except Exception as err:  # torch raises several types for corrupt or truncated files
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first_line(err)})") from None
     if not isinstance(state, dict):
