@@ -109,7 +109,8 @@ def _wait_for_steps(process: subprocess.Popen, csv: Path, steps: int) -> None:
 
 def test_lock_refuses_a_second_train_and_sigterm_saves_a_checkpoint(tmp_path, capsys):
     write_dataset(tmp_path, det_images=3, cls_per_class=1, eval_images=1)
-    config = write_config(tmp_path, ["train.max_steps=100000", "train.checkpoint_every=0"])
+    # Loader workers: a scheduler signals the whole process group, workers included.
+    config = write_config(tmp_path, ["train.max_steps=100000", "train.checkpoint_every=0", "data.workers=2"])
     run = tmp_path / "run"
     process = _start_train(config, run)
     try:
@@ -122,7 +123,9 @@ def test_lock_refuses_a_second_train_and_sigterm_saves_a_checkpoint(tmp_path, ca
             line = next(line for line in err.splitlines() if "in use by another" in line)
             assert line.startswith("yolo9000 train:") and str(run) in line and f"pid {process.pid}" in line
         assert not (run / "last.pt").exists()      # no periodic checkpoint: only the signal can write one
-        process.send_signal(signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM)
+        time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGTERM)      # schedulers repeat it; the checkpoint must still be written
         _, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:

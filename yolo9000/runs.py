@@ -77,10 +77,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: object) -> None:
+        # Once: a second SIGTERM (schedulers repeat it) must not abort the checkpoint the first one asked for.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # A SIGTERM sent to the whole process group kills the DataLoader workers too; torch's SIGCHLD handler
+        # would then raise "worker killed" in the middle of the checkpoint being saved. The run is ending anyway.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    previous_child = signal.getsignal(signal.SIGCHLD)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_child is not None:
+            signal.signal(signal.SIGCHLD, previous_child)
