@@ -26,7 +26,10 @@ TINY = str(REPO / "configs" / "tiny.yaml")
 
 # ------------------------------------------------------------------------------------------------------ helpers
 def run(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit:      # argparse's usage errors (values checked where they are parsed)
+        code = exit.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -469,9 +472,13 @@ def test_device_that_does_not_exist(dataset, tmp_path, capsys):
     image = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(image)
     fails_with(["detect", "--config", TINY, "--set", f"model.tree={tmp_path / 'tree.json'}", "--device", missing,
-                image, "--out", tmp_path / "out"], capsys, f"--device={missing}")
+                image, "--out", tmp_path / "out"], capsys, "argument --device", f"--device={missing}")
     fails_with(["detect", "--config", TINY, "--set", f"model.tree={tmp_path / 'tree.json'}", "--device", "gpu0",
                 image, "--out", tmp_path / "out"], capsys, "--device='gpu0' is not a device")
+    from yolo9000.api import Detector
+    from yolo9000.config import ConfigError
+    with pytest.raises(ConfigError, match=f"--device={missing}"):
+        Detector.from_config(TINY, device=missing, overrides=[f"model.tree={tmp_path / 'tree.json'}"])
     config = write_config(tmp_path, ["train.max_steps=1", f"train.device={missing}"])
     fails_with(["train", "--config", config, "--out", tmp_path / "run"], capsys, f"train.device={missing}")
 

@@ -55,6 +55,17 @@ def select_device(spec: str = "auto", local_rank: int = 0, flag: str = "train.de
     return device
 
 
+def device_argument(text: str) -> str:
+    """argparse `type` for `--device`: the spec unchanged when that device exists here (`auto` always does), so a
+    missing GPU is a usage error at parse time, before any model is built."""
+    import argparse
+    try:
+        select_device(text, flag="--device")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def init_distributed(device_spec: str = "auto") -> DistInfo:
     """Join the process group torchrun describes in the environment, or return a single-process DistInfo."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -19,6 +19,7 @@ from yolo9000.api import Detector, RandomWeightsWarning
 from yolo9000.checkpoint import CheckpointError
 from yolo9000.config import ConfigError
 from yolo9000.data.images import ImageLoadError, load_image
+from yolo9000.distributed import device_argument
 
 JSON_NAME = "detections.json"
 
@@ -38,7 +39,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a --config key, e.g. --set model.tree=my.tree (repeatable)")
     parser.add_argument("--names", type=Path, help="class names file (one per line) for a flat model")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    parser.add_argument("--device", default="auto", type=device_argument,
+                        help="auto (CUDA if present), cpu, cuda, cuda:N")
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
