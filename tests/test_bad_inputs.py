@@ -274,7 +274,7 @@ def test_header_declaring_20000x20000_is_refused_before_decoding(dataset, tmp_pa
     Image.new("RGB", (40, 30), (200, 10, 10)).save(good)
     status, out, err = run(["detect", "--config", TINY, "--set", f"model.tree={tmp_path / 'tree.json'}", good, target,
                             "--out", tmp_path / "detect", "--device", "cpu", "--size", "64"], capsys)
-    assert "Traceback" not in err
+    assert status == 1 and "Traceback" not in err       # something was skipped: a script can tell
     error_line(err, "skipped", str(target), "too large")
     assert "1 skipped" in out
     assert not (tmp_path / "detect" / "000.png").exists()
@@ -530,3 +530,18 @@ def test_stride_is_blamed_not_a_size_never_passed(tmp_path, capsys):
     line = fails_with(["info", "--config", config], capsys, "model.stride", "7")
     assert "--size" not in line
     fails_with(["info", "--config", TINY, "--size", "100"], capsys, "--size 100", "multiple of 32")
+
+
+def test_eval_exits_1_naming_an_image_it_skipped(dataset, tmp_path, capsys):
+    config = write_config(tmp_path, ["train.max_steps=1"])
+    status, _, err = run(["train", "--config", config, "--out", tmp_path / "run"], capsys)
+    assert status == 0, err
+    status, out, err = run(["eval", "--run", tmp_path / "run", "--split", "eval"], capsys)
+    assert status == 0, err
+    gone = tmp_path / "eval" / "images" / "001.jpg"
+    gone.unlink()
+    status, out, err = run(["eval", "--run", tmp_path / "run", "--split", "eval"], capsys)
+    assert status == 1
+    line = error_line(err, "skipped 1 images", str(gone), "missing file")
+    assert line.startswith("yolo9000 eval:")
+    assert "mAP" in out                                   # the metrics of the other images are still printed

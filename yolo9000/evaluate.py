@@ -389,7 +389,8 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
                         "num_gt": len(gt.getAnnIds(imgIds=image_ids, catIds=[c], iscrowd=False))}
     result: dict[str, Any] = {"map": metrics.map, "map50": metrics.map50, "images": len(image_ids),
                               "detections": len(detections), "size": size, "split": split, "per_class": per_class,
-                              "unmapped": [names[c] for c in sorted(set(names) - set(mapping))]}
+                              "unmapped": [names[c] for c in sorted(set(names) - set(mapping))],
+                              "skipped": skipped_images(loader)}
     if train_split is not None:
         with_boxes = detection_labels(descriptor, train_split, tree)
         groups = {**(groups or {}),
@@ -399,6 +400,14 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
         ap, ap50 = split_map(metrics.per_class_ap, groups), split_map(metrics.per_class_ap50, groups)
         result["groups"] = {g: {"map": ap[g], "map50": ap50[g], "categories": list(ids)} for g, ids in groups.items()}
     return result
+
+
+def skipped_images(loader: Any) -> dict[str, Any]:
+    """What an evaluation loader could not load: {"count", "kinds": {kind: n}, "first": ["file (kind)", ...]}.
+    The metrics cover the other images only, so a caller must say so (`yolo9000 eval` exits 1)."""
+    kinds = dict(getattr(loader, "skipped", {}))
+    first = [f"{path} ({kind})" for kind, path in getattr(loader, "first_failures", [])]
+    return {"count": sum(kinds.values()), "kinds": kinds, "first": first}
 
 
 def _image_logits(model: torch.nn.Module, raw: Tensor) -> Tensor:
@@ -471,7 +480,8 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
         raise ValueError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
     all_probs, all_labels = torch.cat(probs), torch.cat(labels)
     top = topk_accuracy(all_probs, all_labels, tree, ks=(1, 5), leaves=leaves)
-    result: dict[str, Any] = {"images": len(all_labels), "top1": top[1], "top5": top[5], "size": size, "split": split}
+    result: dict[str, Any] = {"images": len(all_labels), "top1": top[1], "top5": top[5], "size": size, "split": split,
+                              "skipped": skipped_images(loader)}
     if tree is not None:
         nodes = torch.cat(decided)
         result["depth_accuracy"] = depth_accuracy(nodes, all_labels, tree).tolist()

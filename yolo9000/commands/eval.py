@@ -119,4 +119,16 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2, default=float))
         print(f"metrics written to {args.json}")
-    return 0
+    return _report_skipped(out)
+
+
+def _report_skipped(out: dict[str, Any]) -> int:
+    """1 when any image could not be loaded (the metrics leave it out), after naming the first ones; else 0."""
+    status = 0
+    for part, result in out.items():
+        skipped = result.get("skipped") or {}
+        if skipped.get("count"):
+            print(f"yolo9000 eval: {part}: skipped {skipped['count']} images that could not be loaded (the metrics "
+                  f"cover the others): {'; '.join(skipped['first'])}", file=sys.stderr)
+            status = 1
+    return status
