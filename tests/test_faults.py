@@ -2,6 +2,7 @@
 during training, two processes on one run folder, and scalars logged after the last checkpoint."""
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_data import REPO, write_config, write_dataset
+from engine_data import REPO, tiny_config, write_config, write_dataset
 
 import yolo9000.data.pack as pack_module
 from yolo9000.checkpoint import load_checkpoint
@@ -182,3 +183,31 @@ def test_truncate_scalars_keeps_rows_up_to_the_step(tmp_path):
     assert truncate_scalars(path, 2) == 3
     assert path.read_text().splitlines() == ["step,name,value", "1,loss,3", "2,loss,2"]
     assert read_scalars(path) == {"loss": [(1, 3.0), (2, 2.0)]}
+
+
+def test_weights_gone_non_finite_with_finite_losses_are_never_saved_as_good(tmp_path, monkeypatch, one_thread):
+    """An update that overflows (finite loss, infinite step) leaves NaN weights: they must not become last.pt."""
+    import torch
+
+    from yolo9000 import engine
+    write_dataset(tmp_path, det_images=3, cls_per_class=1, eval_images=1)
+    original, calls = torch.optim.SGD.step, []
+
+    def overflowing_step(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.fill_(math.inf)
+        return out
+
+    monkeypatch.setattr(torch.optim.SGD, "step", overflowing_step)
+    cfg = tiny_config(tmp_path, ["train.max_steps=6", "train.checkpoint_every=1", "train.optimizer=sgd"])
+    result = engine.train(cfg, tmp_path / "run", log=lambda m: None)
+    assert result.stop_reason == "non_finite"
+    assert "non-finite" in result.message and "saved the last good state" not in result.message
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert saved["step"] == 1                                   # the state before the overflow, still there
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())

@@ -38,7 +38,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from yolo9000.checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
+from yolo9000.checkpoint import (NonFiniteStateError, load_checkpoint, model_state, rng_state, save_checkpoint,
+                                 set_rng_state)
 from yolo9000.config import Config, ConfigError, save_config, to_dict
 from yolo9000.criterion import build_criterion, loss_term_names
 from yolo9000.data.collate import Batch
@@ -352,7 +353,12 @@ class _Trainer:
         step = self.step if step is None else step
         if not self.info.is_main:
             return None
-        return save_checkpoint(self._state(step, self._history[step]), self.run_dir / CHECKPOINT_NAME)
+        try:
+            return save_checkpoint(self._state(step, self._history[step]), self.run_dir / CHECKPOINT_NAME)
+        except NonFiniteStateError as err:
+            # Weights can go non-finite with finite losses (an overflowing update): never save them as good.
+            self._unsaved = str(err)
+            return None
 
     def _diverged(self) -> bool:
         """Read the sticky NaN flag (a host sync: only on log and checkpoint steps) and forget verified history."""
@@ -372,10 +378,13 @@ class _Trainer:
         for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                        self.scheduler.lr_lambdas):
             group["lr"] = base * factor(step)
-        self._checkpoint = self._save(step) or self._checkpoint
+        saved = self._save(step)
+        self._checkpoint = saved or self._checkpoint
         self.step, self.seen = step, self._history[step]["seen"]
         terms = ", ".join(f"{n}={v}" for n, v in bad)
-        where = f"; saved the last good state (step {step}) to {self._checkpoint}" if self._checkpoint else ""
+        where = f"; saved the last good state (step {step}) to {saved}" if saved else ""
+        if self._unsaved:
+            where = f"; the weights were already non-finite after step {step}: {self._unsaved}"
         return "non_finite", f"non-finite loss at step {step + 1} ({terms}): training stopped{where}"
 
     def _log_scalars(self, elapsed: float, wait: float) -> None:
@@ -426,6 +435,7 @@ class _Trainer:
         self._acc_count = self._interval_images = 0
         self._grad_norm = None
         self._checkpoint: Path | None = None
+        self._unsaved = ""     # why a state was not saved (non-finite weights), when that happened
         self.scalars: dict[str, float] = {}
         self._logged_step = self.step
         self._wait = 0.0
@@ -481,6 +491,10 @@ class _Trainer:
                         break
                     if checkpoint_now:
                         self._checkpoint = self._save() or self._checkpoint
+                        if self._unsaved:
+                            stop = "non_finite"
+                            message = f"the weights became non-finite with finite losses: {self._unsaved}"
+                            break
                 else:
                     if yielded == 0 and resumed_at == 0:
                         raise RuntimeError(f"{self.descriptor.source}: epoch {self.epoch} produced no batch (every "
@@ -498,6 +512,8 @@ class _Trainer:
                 if self._acc_count and self.step > self._logged_step:
                     self._log_scalars(time.monotonic() - interval_start, self._wait)
                 self._checkpoint = self._save() or self._checkpoint
+                if self._unsaved:
+                    stop, message = "non_finite", f"the weights became non-finite with finite losses: {self._unsaved}"
         if self.bar is not None:
             self.bar.close()
         self.logger.close(curves=True)
