@@ -545,3 +545,16 @@ def test_eval_exits_1_naming_an_image_it_skipped(dataset, tmp_path, capsys):
     line = error_line(err, "skipped 1 images", str(gone), "missing file")
     assert line.startswith("yolo9000 eval:")
     assert "mAP" in out                                   # the metrics of the other images are still printed
+
+
+# -------------------------------------------------------------------------------------------- command-line values
+@pytest.mark.parametrize("flag,value,needle", [("--conf", "-1", "not in [0, 1]"), ("--conf", "nan", "not in [0, 1]"),
+                                               ("--conf", "high", "expected a number"),
+                                               ("--nms", "1.5", "not in [0, 1]"),
+                                               ("--size", "100", "multiple of 32"), ("--size", "0", "multiple of 32"),
+                                               ("--batch", "0", ">= 1")])
+def test_values_checked_where_parsed(flag, value, needle, tmp_path, capsys):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    fails_with(["detect", "--config", TINY, flag, value, image, "--out", tmp_path / "out"], capsys, flag, needle)
+    assert not (tmp_path / "out").exists()       # refused before any model was built or file written

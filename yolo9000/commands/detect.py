@@ -43,15 +43,51 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (CUDA if present), cpu, cuda, cuda:N")
 
 
+def unit_interval(text: str) -> float:
+    """argparse `type`: a number in [0, 1] (NaN is not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def input_size(text: str) -> int:
+    """argparse `type`: a positive multiple of 32 (the network's stride)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0 or value % 32:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive multiple of 32")
+    return value
+
+
+def at_least(low: int):
+    """argparse `type`: an integer >= low."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+        return value
+    return parse
+
+
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--conf", type=float, default=0.25, help="score threshold, objectness x P(class) (.25)")
-    parser.add_argument("--nms", type=float, default=0.45, help="NMS IoU (.45)")
+    parser.add_argument("--conf", type=unit_interval, default=0.25,
+                        help="score threshold, objectness x P(class) (.25)")
+    parser.add_argument("--nms", type=unit_interval, default=0.45, help="NMS IoU (.45)")
     parser.add_argument("--nms-by", choices=("root", "label", "all"), default="root",
                         help="which boxes compete in NMS: decided nodes under one tree root (default), the same "
                              "node (darknet's per-class NMS), or all")
     parser.add_argument("--mode", choices=("paper", "darknet"), default="paper",
                         help="tree decision walk: the paper's product of conditionals, or darknet's exact rule")
-    parser.add_argument("--size", type=int, help="input size, a multiple of 32 (default: the config's)")
+    parser.add_argument("--size", type=input_size, help="input size, a multiple of 32 (default: the config's)")
     parser.add_argument("--amp", choices=("off", "bf16"), default="off", help="bf16 autocast for the network")
 
 
@@ -97,9 +133,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
     parser.add_argument("--out", type=Path, default=Path("runs/detect"), help="output folder (runs/detect)")
     add_inference_arguments(parser)
-    parser.add_argument("--hier", type=float, default=0.5, help="tree decision threshold (darknet -hier, .5)")
-    parser.add_argument("--max-depth", type=int, help="cap decisions at this tree depth (0 = roots)")
-    parser.add_argument("--batch", type=int, default=8, help="images per forward pass (8)")
+    parser.add_argument("--hier", type=unit_interval, default=0.5, help="tree decision threshold (darknet -hier, .5)")
+    parser.add_argument("--max-depth", type=at_least(0), help="cap decisions at this tree depth (0 = roots)")
+    parser.add_argument("--batch", type=at_least(1), default=8, help="images per forward pass (8)")
     parser.set_defaults(func=run)
 
 
