@@ -32,9 +32,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from yolo9000.config import DataConfig, load_config
-from yolo9000.data.descriptor import build_detection, load_descriptor, load_descriptor_tree
+from yolo9000.data.descriptor import build_detection, load_descriptor, load_descriptor_tree, pack_split
 from yolo9000.data.loader import build_train_loader
-from yolo9000.data.pack import pack_split
 from yolo9000.data.transforms import TrainTransform
 from yolo9000.reference import darknet_file
 
@@ -75,7 +74,7 @@ def make_world(root: Path, num_images: int, seed: int = 0) -> Path:
     (root / "det.json").write_text(json.dumps({"images": images, "annotations": annotations,
                                                "categories": [{"id": k + 1, "name": n} for k, n in
                                                               enumerate(names)]}))
-    tree = load_descriptor_tree(load_descriptor(ROOT / "datasets" / "coco9k.yaml"))
+    tree = load_descriptor_tree(load_descriptor(ROOT / "yolo9000" / "datasets" / "coco9k.yaml"))
     wnids = [w for w in darknet_file("imagenet.labels.list").read_text().split()[:1000] if w in tree][:20]
     for i in range(num_images):
         image, _ = scene(rng, 375, 500)
@@ -138,16 +137,15 @@ def stage_costs(descriptor: Path, count: int = 24) -> dict[str, float]:
 
 def train_consumption(descriptor: Path, steps: int) -> dict[str, float]:
     """Images/s of YOLO9000 training steps (batch 8 at 416) on this machine."""
-    from yolo9000.criterion import build_criterion
-    from yolo9000.model.build import build_model
+    from yolo9000.builder import build_criterion, build_model
 
-    cfg = load_config(ROOT / "configs" / "yolo9000.yaml")
+    cfg = load_config(ROOT / "yolo9000" / "configs" / "yolo9000.yaml")
     d = load_descriptor(descriptor)
     tree = load_descriptor_tree(d)
     batch = next(iter(build_train_loader(d, tree, DataConfig(multiscale=(SIZE,), workers=0), num_batches=1)))
     torch.manual_seed(0)
     model = build_model(cfg.model).train().to(memory_format=torch.channels_last)
-    criterion = build_criterion(cfg.model, cfg.loss, model, tree)
+    criterion = build_criterion(cfg.model, cfg.loss)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     images = batch.images.contiguous(memory_format=torch.channels_last)
     times = []

@@ -38,9 +38,9 @@ from wordtree.io import read_map  # noqa: E402
 from yolo9000.config import load_config  # noqa: E402
 from yolo9000.data.collate import Batch  # noqa: E402
 from yolo9000.loss import RegionLoss  # noqa: E402
-from yolo9000.model import build_model  # noqa: E402
+from yolo9000.builder import build_model  # noqa: E402
 from yolo9000.reference import darknet_file  # noqa: E402
-from yolo9000.trees import load_tree  # noqa: E402
+from wordtree.io import load_tree  # noqa: E402
 
 TARGET = 0.10
 
@@ -114,7 +114,7 @@ def main() -> int:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
 
-    cfg = load_config(ROOT / "configs" / "yolo9000.yaml")
+    cfg = load_config(ROOT / "yolo9000" / "configs" / "yolo9000.yaml")
     tree = load_tree(cfg.model.tree)
     model = build_model(cfg.model)
     batch = mixed_batch(args.size, args.batch, args.boxes, tree, g)

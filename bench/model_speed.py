@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo9000.config import load_config  # noqa: E402
-from yolo9000.model import build_model  # noqa: E402
+from yolo9000.builder import build_model  # noqa: E402
 from yolo9000.model.inference import prepare_for_inference  # noqa: E402
 from yolo9000.model.summary import summarize  # noqa: E402
 
@@ -141,7 +141,7 @@ def inference_section(name: str, config: str, size: int, rounds: int, use_compil
 
 
 def train_section(rounds: int, batch: int = 4, size: int = 416) -> dict:
-    cfg = load_config(ROOT / "configs/yolov2.yaml").model
+    cfg = load_config(ROOT / "yolo9000/configs/yolov2.yaml").model
     torch.manual_seed(0)
     model = build_model(cfg).train()
     summary = summarize(model, size)
@@ -178,9 +178,9 @@ def main() -> None:
     use_compile = args.compile and not args.quick
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds")
     results = {"threads": torch.get_num_threads(), "rounds": rounds,
-               "yolov2_416": inference_section("YOLOv2", "configs/yolov2.yaml", 416, rounds, use_compile)}
+               "yolov2_416": inference_section("YOLOv2", "yolov2", 416, rounds, use_compile)}
     if not args.quick:
-        results["yolo9000_544"] = inference_section("YOLO9000", "configs/yolo9000.yaml", 544, rounds, False,
+        results["yolo9000_544"] = inference_section("YOLO9000", "yolo9000", 544, rounds, False,
                                                     all_variants=False)
     results["train_yolov2_b4_416"] = train_section(max(2, rounds - 2))
 

@@ -11,7 +11,7 @@ engine's CPU defaults (train.amp=auto: bf16 autocast on this CPU; channels_last)
 Beside each, the same model's pure forward + backward (random input of the same shape, fixed output gradient, no
 loss, no optimizer, no data). The two are measured round-robin, one engine update then one pure pass per round, so
 load drift on this shared machine hits both alike: the engine update is the engine's own code driven one step at a
-time (`_Trainer`: wait for the loader's batch, `_forward_backward`, `_update`, the data-position bookkeeping and the
+time (`_Trainer`: wait for the loader's batch, `forward_backward`, `update`, the data-position bookkeeping and the
 NaN guard's host read, which the engine does only on log/checkpoint steps but is counted here on every step).
 Overhead = median over rounds of (engine update / pure forward+backward) - 1: everything the engine adds (data
 wait, loss, optimizer, bookkeeping). Target: <= 15 %.
@@ -42,11 +42,12 @@ sys.path.insert(0, str(ROOT))
 
 from yolo9000.config import Config, load_config  # noqa: E402
 from yolo9000.distributed import init_distributed  # noqa: E402
-from yolo9000.engine import _Trainer, autocast, resolve_amp  # noqa: E402
-from yolo9000.model import build_model  # noqa: E402
+from yolo9000.builder import build_model  # noqa: E402
+from yolo9000.device import autocast, resolve_amp  # noqa: E402
+from yolo9000.engine import _Trainer  # noqa: E402
 from yolo9000.model.summary import summarize  # noqa: E402
 from yolo9000.reference import darknet_file  # noqa: E402
-from yolo9000.trees import load_tree  # noqa: E402
+from wordtree.io import load_tree  # noqa: E402
 
 TARGET = 0.15
 # The GPU plan: H100 SXM dense bf16 tensor-core peak, and the fraction of it a Darknet-19-style network (3x3
@@ -110,9 +111,6 @@ class EngineSteps:
 
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         self.trainer = _Trainer(cfg, run_dir, False, None, lambda m: None, init_distributed(cfg.train.device))
-        self.trainer._names = None
-        self.trainer._acc_count = self.trainer._interval_images = 0
-        self.trainer._grad_norm = None
         self.trainer.sampler.set_epoch(0)
         self.batches = iter(self.trainer.loader)
         self.epoch = 0
@@ -127,9 +125,9 @@ class EngineSteps:
             self.batches = iter(self.trainer.loader)
             batch = next(self.batches)
         wait = time.perf_counter() - start
-        self.trainer._forward_backward(batch, sync=True)
-        self.trainer._update()
-        self.trainer._history[self.trainer.step] = self.trainer._position()
+        self.trainer.forward_backward(batch, sync=True)
+        self.trainer.update()
+        self.trainer.state.record(self.trainer.loader.state_dict())
         assert not self.trainer._diverged()                 # the guard's host read, done every step here
         return time.perf_counter() - start, wait
 
@@ -197,9 +195,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         flat, nine = write_world(Path(tmp), det_images=4 * args.batch, cls_images=4 * args.batch)
         configs = {
-            "yolov2": load_config(ROOT / "configs" / "yolov2.yaml", common + [
+            "yolov2": load_config(ROOT / "yolo9000" / "configs" / "yolov2.yaml", common + [
                 f"data.dataset={flat}", f"data.det_per_batch={args.batch}", "data.cls_per_batch=0"]),
-            "yolo9000": load_config(ROOT / "configs" / "yolo9000.yaml", common + [
+            "yolo9000": load_config(ROOT / "yolo9000" / "configs" / "yolo9000.yaml", common + [
                 f"data.dataset={nine}", f"data.det_per_batch={half}", f"data.cls_per_batch={args.batch - half}"]),
         }
         results = {name: measure(name, cfg, args.rounds, args.warmup, args.batch, args.size)

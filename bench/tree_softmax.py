@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from wordtree.ops import grouped_log_softmax, tree_nll
 from wordtree.tree import WordTree
-from yolo9000.trees import load_tree
+from wordtree.io import load_tree
 
 
 def path_nll(log_cond: torch.Tensor, labels: torch.Tensor, tree: WordTree) -> torch.Tensor:

@@ -107,8 +107,8 @@ TEST_SETTINGS = [
 ]
 
 
-def tiny_config(root: Path, overrides: list[str] | None = None, base: str | Path = REPO / "configs" / "tiny.yaml"
-                ) -> Config:
+def tiny_config(root: Path, overrides: list[str] | None = None,
+                base: str | Path = REPO / "yolo9000" / "configs" / "tiny.yaml") -> Config:
     """The tiny model on the dataset under `root`, at 64 px, fast settings; `overrides` come last."""
     return load_config(base, [f"model.tree={root / 'tree.json'}", f"data.dataset={root / 'tiny.yaml'}",
                               *TEST_SETTINGS, *(overrides or [])])

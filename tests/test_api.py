@@ -14,12 +14,13 @@ from PIL import Image
 from wordtree.io import write_darknet
 from wordtree.tree import WordTree
 from yolo9000.api import AmbiguousNodeError, Detector, RandomWeightsWarning
+from yolo9000.errors import CheckpointError
 from yolo9000.checkpoint import save_checkpoint
 from yolo9000.config import load_config, save_config, to_dict
-from yolo9000.model.build import build_model
+from yolo9000.builder import build_model
 from yolo9000.model.load import WeightsError, load_weights
 
-TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
+TINY = Path(__file__).resolve().parent.parent / "yolo9000" / "configs" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_resolve_node_errors(tmp_path):
         det = Detector.from_config(TINY, overrides=[f"model.tree={path}"], device="cpu")
     with pytest.raises(AmbiguousNodeError, match="'car' names 2 nodes") as err:
         det.resolve_node("car")
-    assert err.value.candidates == [2, 3] and "c1  car < vehicle" in str(err.value)
+    assert err.value.candidates == [2, 3] and "c1 car < vehicle" in str(err.value)
     assert det.resolve_node("c2") == 3
     with pytest.raises(KeyError, match="neither a wnid"):
         det.resolve_node("boat")
@@ -184,9 +185,9 @@ def test_from_run_loads_config_and_last_checkpoint(tmp_path, tree_file, image):
 
 
 def test_from_run_errors_name_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         Detector.from_run(tmp_path / "nope")
-    with pytest.raises(Exception, match="no last.pt"):
+    with pytest.raises(CheckpointError, match="no last.pt"):
         Detector.from_run(tmp_path)
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from yolo9000.cli import main
 
-TINY = str(REPO / "configs" / "tiny.yaml")
+TINY = str(REPO / "yolo9000" / "configs" / "tiny.yaml")
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -385,7 +385,7 @@ def test_tree_bom_is_stripped(tmp_path):
 # ------------------------------------------------------------------------------------------------- checkpoints
 def _tiny_state(tmp_path: Path, fill: float | None = None) -> dict:
     from yolo9000.config import load_config
-    from yolo9000.model.build import build_model
+    from yolo9000.builder import build_model
     model = build_model(load_config(TINY, [f"model.tree={tmp_path / 'tree.json'}"]).model)
     state = model.state_dict()
     if fill is not None:
@@ -431,7 +431,7 @@ def test_bad_checkpoint(case, dataset, tmp_path, capsys):
 def test_all_nan_darknet_weights_named(dataset, tmp_path, capsys):
     from yolo9000.config import load_config
     from yolo9000.darknet import save_darknet_weights
-    from yolo9000.model.build import build_model
+    from yolo9000.builder import build_model
     model = build_model(load_config(TINY, [f"model.tree={tmp_path / 'tree.json'}"]).model)
     with torch.no_grad():
         for p in model.parameters():

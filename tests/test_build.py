@@ -114,7 +114,7 @@ def test_overrides_file_errors(tmp_path):
 
 
 def test_darknet_overrides_file_matches_the_built_in_grafts():
-    assert Overrides.load(REPO / "datasets" / "9k_overrides.yaml") == DARKNET_9K_OVERRIDES
+    assert Overrides.load(REPO / "yolo9000" / "datasets" / "9k_overrides.yaml") == DARKNET_9K_OVERRIDES
 
 
 def test_targets_from_file(tmp_path):

@@ -12,11 +12,11 @@ import torch
 from yolo9000.config import load_config
 from yolo9000.darknet import (CfgError, WeightsError, cfg_text, config_from_cfg, darknet_convs, expected_floats,
                               load_darknet_trunk, load_darknet_weights, parse_cfg, save_darknet_weights, write_cfg)
-from yolo9000.model import build_model
+from yolo9000.builder import build_model
 from yolo9000.reference import darknet_file
 
-REFERENCE = {"yolov2": "configs/yolov2.yaml", "yolo9000": "configs/yolo9000.yaml",
-             "darknet19": "configs/darknet19.yaml", "darknet19_448": "configs/darknet19_448.yaml"}
+REFERENCE = {"yolov2": "yolov2", "yolo9000": "yolo9000",
+             "darknet19": "darknet19", "darknet19_448": "darknet19_448"}
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -31,7 +31,7 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def tiny_model(seed: int = 0) -> torch.nn.Module:
-    return randomize(build_model(load_config("configs/tiny.yaml").model), seed)
+    return randomize(build_model(load_config("tiny").model), seed)
 
 
 def meta_model(cfg):
@@ -71,8 +71,8 @@ def test_yolov2_weights_size_matches_darknets_file():
     assert len(darknet_convs(meta_model(config_from_cfg(darknet_file("yolo9000.cfg"))))) == 19
 
 
-@pytest.mark.parametrize("config", ["configs/tiny.yaml", "configs/yolov2.yaml", "configs/yolo9000.yaml",
-                                    "configs/darknet19.yaml"])
+@pytest.mark.parametrize("config", ["tiny", "yolov2", "yolo9000",
+                                    "darknet19"])
 def test_write_cfg_round_trip(config, tmp_path):
     cfg = load_config(config).model
     path = write_cfg(cfg, tmp_path / "net.cfg")
@@ -87,7 +87,7 @@ def test_write_cfg_round_trip(config, tmp_path):
 def test_tree_overrides_via_cfg_path(tiny_tree, tmp_path):
     from wordtree.io import write_darknet
     write_darknet(tiny_tree, tmp_path / "tiny")
-    cfg = load_config("configs/tiny.yaml", [f"model.tree={tmp_path / 'tiny.tree'}"]).model
+    cfg = load_config("tiny", [f"model.tree={tmp_path / 'tiny.tree'}"]).model
     path = write_cfg(cfg, tmp_path / "net.cfg", tree_path="tiny.tree")  # relative: resolved beside the cfg
     got = config_from_cfg(path)
     assert got.tree == str(tmp_path / "tiny.tree") and got.num_classes == tiny_tree.num_nodes
@@ -206,7 +206,7 @@ def test_header_versions_written_by_hand(tmp_path):
 def test_wrong_size_file_states_expected_actual_and_layer(tmp_path):
     small = tiny_model(0)
     path = save_darknet_weights(small, tmp_path / "tiny.weights")
-    wide = build_model(load_config("configs/tiny.yaml", ["model.width=0.5"]).model)
+    wide = build_model(load_config("tiny", ["model.width=0.5"]).model)
     need, have = expected_floats(wide), expected_floats(small)
     # Counted in floats, the wide model's first six convolutions still fit in the small model's file.
     with pytest.raises(WeightsError, match=rf"needs {need} floats after the header, the file has {have}; the first "
@@ -239,7 +239,7 @@ def test_truncated_and_empty_files_never_load(tmp_path):
 
 
 def test_trunk_loading_from_classifier_and_partial(tmp_path):
-    cfg = load_config("configs/tiny.yaml").model
+    cfg = load_config("tiny").model
     classifier = randomize(build_model(dataclasses.replace(cfg, kind="darknet19", num_classes=7)), 4)
     full = save_darknet_weights(classifier, tmp_path / "classifier.weights", seen=999)
     detector = tiny_model(6)
@@ -267,7 +267,7 @@ def test_cfg_text_and_weights_load_into_model_from_cfg(tmp_path):
     from yolo9000.darknet import model_from_cfg
     model = tiny_model(0)
     cfg_path = tmp_path / "tiny.cfg"
-    cfg_path.write_text(cfg_text(load_config("configs/tiny.yaml").model))
+    cfg_path.write_text(cfg_text(load_config("tiny").model))
     weights = save_darknet_weights(model, tmp_path / "tiny.weights")
     loaded, _ = model_from_cfg(cfg_path, weights)
     x = torch.rand(2, 3, 96, 64)

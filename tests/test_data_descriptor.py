@@ -9,7 +9,7 @@ import yaml
 from yolo9000.data.descriptor import DescriptorError, build_classification, build_detection, load_descriptor
 from yolo9000.reference import darknet_dir
 
-DATASETS = Path(__file__).resolve().parents[1] / "datasets"
+DATASETS = Path(__file__).resolve().parents[1] / "yolo9000" / "datasets"
 # datasets/ also holds tree-building overrides (wordtree's); a descriptor is a YAML with `splits`.
 DESCRIPTORS = sorted(p for p in DATASETS.glob("*.yaml") if "splits" in (yaml.safe_load(p.read_text()) or {}))
 

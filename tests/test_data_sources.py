@@ -19,6 +19,7 @@ from yolo9000.data.imagenet import ImageNetSource
 from yolo9000.data.images import load_image
 from yolo9000.data.labels import ClassMapError, category_labels
 from yolo9000.data.voc import VocSource
+from yolo9000.errors import DatasetError
 
 
 # ----------------------------------------------------------------------------------------------- file writers
@@ -131,7 +132,7 @@ def test_coco_duplicate_ids_counted(tmp_path):
 
 
 def test_coco_missing_annotations_names_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.json"):
+    with pytest.raises(DatasetError, match="nope.json"):
         CocoSource(tmp_path / "nope.json", tmp_path)
 
 

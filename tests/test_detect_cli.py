@@ -14,9 +14,9 @@ from wordtree.tree import WordTree
 from yolo9000.checkpoint import save_checkpoint
 from yolo9000.cli import main
 from yolo9000.config import load_config, save_config, to_dict
-from yolo9000.model.build import build_model
+from yolo9000.builder import build_model
 
-TINY = str(Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml")
+TINY = str(Path(__file__).resolve().parent.parent / "yolo9000" / "configs" / "tiny.yaml")
 # Low thresholds: the random tiny model's objectness is about .5 and its tree probabilities near uniform.
 LOW = ["--conf", "0.05"]
 
@@ -83,7 +83,7 @@ def test_detect_reports_a_bad_model_source(tmp_path, images, capsys):
 
 def test_query_prints_each_path_and_node_probabilities(tree_file, images, capsys):
     status = main(["query", "--config", TINY, "--set", f"model.tree={tree_file}", str(images[0]), "--node", "a",
-                   "--threshold", "0.05", "--device", "cpu", *LOW])
+                   "--hier", "0.05", "--device", "cpu", *LOW])
     out = capsys.readouterr().out
     assert status == 0
     assert "node" in out and "P(node|parent)" in out
@@ -94,11 +94,13 @@ def test_query_prints_each_path_and_node_probabilities(tree_file, images, capsys
 
 
 def test_query_json_matches_the_api(tree_file, images, capsys):
-    status = main(["query", "--config", TINY, "--set", f"model.tree={tree_file}", str(images[0]), "--node", "a3",
+    status = main(["query", "--config", TINY, "--set", f"model.tree={tree_file}", *map(str, images), "--node", "a3",
                    "--depth", "1", "--json", "--device", "cpu", *LOW])
-    report = json.loads(capsys.readouterr().out)
+    data = json.loads(capsys.readouterr().out)
     assert status == 0
-    assert report["options"]["max_depth"] == 1
+    assert data["options"]["max_depth"] == 1
+    assert [Path(r["image"]).name for r in data["images"]] == [p.name for p in images]   # many images
+    report = data["images"][0]
     assert report["node"] == {"index": 4, "wnid": "a3", "name": "A3"}
     detections = report["detections"]
     assert detections and all(len(d["path"]) <= 2 for d in detections)
@@ -108,13 +110,32 @@ def test_query_json_matches_the_api(tree_file, images, capsys):
                                                                      if "a3" in [s["wnid"] for s in d["path"]]]
 
 
+def test_one_vocabulary_checked_where_parsed_and_json_to_stdout_or_file(tmp_path, tree_file, images, capsys):
+    base = ["--config", TINY, "--set", f"model.tree={tree_file}", str(images[0]), "--device", "cpu"]
+    for command in ("detect", "query"):
+        for bad, message in ((["--conf", "2"], "--conf: 2.0 is not in [0, 1]"),
+                             (["--size", "100"], "--size: 100 is not a positive multiple of 32"),
+                             (["--batch", "0"], "--batch: 0 must be >= 1"), (["--mode", "best"], "invalid choice")):
+            with pytest.raises(SystemExit) as exit_:
+                main([command, *base, "--out", str(tmp_path / "o"), *bad] if command == "detect" else
+                     [command, *base, *bad])
+            assert exit_.value.code == 2 and message in capsys.readouterr().err, (command, bad)
+    # --json without FILE: JSON on stdout instead of the text; with FILE: written there, the text on stdout.
+    assert main(["detect", *base, "--out", str(tmp_path / "d"), "--json", *LOW]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "d" / "detections.json").read_text())
+    assert main(["query", *base, "--json", str(tmp_path / "q.json"), "--max-detections", "1", *LOW]) == 0
+    assert capsys.readouterr().out.startswith(str(images[0]))
+    assert len(json.loads((tmp_path / "q.json").read_text())["images"][0]["detections"]) == 1
+
+
 def test_query_ambiguous_or_unknown_node_exits_2(tmp_path, images, capsys):
     tree = WordTree.from_parents(["v", "x", "c1", "c2"], [-1, -1, 0, 1], names=["vehicle", "rail", "car", "car"])
     path = write_darknet(tree, tmp_path / "cars")[0]
     base = ["query", "--config", TINY, "--set", f"model.tree={path}", str(images[0]), "--device", "cpu"]
     assert main(base + ["--node", "car"]) == 2
     err = capsys.readouterr().err
-    assert "'car' names 2 nodes; give a wnid" in err and "c1  car < vehicle" in err and "c2  car < rail" in err
+    assert "'car' names 2 nodes" in err and "c1 car < vehicle, c2 car < rail); give a wnid" in err
     assert main(base + ["--node", "boat"]) == 2
     assert "neither a wnid" in capsys.readouterr().err
     assert main(base + ["--node", "c2"]) == 0
@@ -134,7 +155,7 @@ def test_query_from_a_run_directory(tmp_path, tree_file, images, capsys):
 
 # ------------------------------------------------------------------------------------------- pictures
 def _detection(tree: WordTree, node: int, box=(10.0, 20.0, 60.0, 70.0), score=0.5):
-    from yolo9000.decode import Detection, PathStep
+    from yolo9000.postprocess import Detection, PathStep
 
     path = tuple(PathStep(n, tree.wnids[n], tree.names[n], 0.9) for n in tree.path(node))
     return Detection(box, score, score / 0.9 ** len(path), node, tree.wnids[node], tree.names[node],

@@ -10,6 +10,7 @@ from engine_data import REPO, tiny_config, write_dataset
 from yolo9000 import engine
 from yolo9000.checkpoint import load_checkpoint
 from yolo9000.config import ConfigError, load_config
+from yolo9000.device import resolve_amp
 from yolo9000.logging import read_scalars
 
 
@@ -74,8 +75,12 @@ class _PoisonAt:
 
 def test_nan_guard_stops_names_step_and_term_and_saves_last_good_state(data, tmp_path, monkeypatch):
     clean = engine.train(tiny_config(data, ["train.max_steps=2"]), tmp_path / "clean", log=_quiet)
-    build = engine.build_criterion
-    monkeypatch.setattr(engine, "build_criterion", lambda *a: _PoisonAt(build(*a), at=2))
+    build = engine.build
+
+    def poisoned(cfg):
+        model, criterion, postprocess = build(cfg)
+        return model, _PoisonAt(criterion, at=2), postprocess
+    monkeypatch.setattr(engine, "build", poisoned)
     # The flag is only read every 4 steps: steps 3 and 4 run poisoned before the guard notices.
     cfg = tiny_config(data, ["train.max_steps=6", "train.log_every=4"])
     result = engine.train(cfg, tmp_path / "nan", log=_quiet)
@@ -132,6 +137,28 @@ def test_classifier_stage_then_detector_from_its_trunk(data, tmp_path):
                                         "train.max_steps=0"]), tmp_path / "full", log=_quiet)
 
 
+def test_auto_init_from_a_darknet_classifier_weights_loads_the_trunk(data, tmp_path):
+    # The default init_mode (auto) tries the whole model first; a classifier's .weights does not fit a detector, and
+    # that misfit (a darknet WeightsError) must fall back to the trunk, not end the run.
+    from yolo9000.darknet import save_darknet_weights
+    from yolo9000.builder import build_model
+
+    classifier = build_model(tiny_config(data, ["model.kind=darknet19"]).model)
+    weights = save_darknet_weights(classifier, tmp_path / "darknet19.weights")
+    messages = []
+    cfg = tiny_config(data, [f"train.init={weights}", "train.max_steps=2"])
+    assert cfg.train.init_mode == "auto"
+    result = engine.train(cfg, tmp_path / "det", log=messages.append)
+    assert result.stop_reason == "max_steps" and result.steps == 2
+    assert any("does not fit the whole model" in m and "trunk only" in m for m in messages)
+    # Step 0 (no update yet) holds exactly the classifier's trunk.
+    start = engine.train(tiny_config(data, [f"train.init={weights}", "train.max_steps=0"]), tmp_path / "d0",
+                         log=_quiet)
+    detector = load_checkpoint(start.checkpoint)["model"]
+    for key, value in classifier.trunk.state_dict().items():
+        torch.testing.assert_close(detector[f"trunk.{key}"], value, rtol=0, atol=0, msg=key)
+
+
 def test_time_budget_stops_cleanly_with_a_checkpoint(data, tmp_path):
     result = engine.train(tiny_config(data, ["train.max_seconds=0", "train.max_steps=50"]), tmp_path / "t",
                           log=_quiet)
@@ -160,10 +187,10 @@ def test_bad_settings_are_named(data, tmp_path):
 
 def test_stage_configs_load_build_and_chain():
     from yolo9000.data.descriptor import load_descriptor
-    from yolo9000.model import build_model
-    from yolo9000.trees import load_tree
+    from yolo9000.builder import build_model
+    from wordtree.io import load_tree
 
-    stages = sorted((REPO / "configs" / "stages").glob("*.yaml"))
+    stages = sorted((REPO / "yolo9000" / "configs" / "stages").glob("*.yaml"))
     assert len(stages) == 5
     outs = {}
     for path in stages:
@@ -180,7 +207,7 @@ def test_stage_configs_load_build_and_chain():
         outs[path.name] = f"{cfg.train.out}/last.pt"
         if cfg.model.kind == "yolo9000":
             assert model.num_classes == 9418 and cfg.data.cls_per_batch == 4 * cfg.data.det_per_batch
-    assert load_config(REPO / "configs" / "stages" / "1_darknet19_224.yaml").model.input_size == 224
+    assert load_config(REPO / "yolo9000" / "configs" / "stages" / "1_darknet19_224.yaml").model.input_size == 224
 
 
 def test_config_base_merges_and_names_bad_bases(tmp_path):
@@ -205,4 +232,4 @@ def test_bf16_autocast_and_channels_last_on_cpu(data, tmp_path):
     # Weights stay float32 (autocast computes in bf16, the optimizer updates float32 masters).
     assert all(v.dtype in (torch.float32, torch.int64) for v in load_checkpoint(result.checkpoint)["model"].values())
     expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
-    assert engine.resolve_amp(torch.device("cpu"), "auto") == expected
+    assert resolve_amp(torch.device("cpu"), "auto") == expected

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from yolo9000.evaluate import ancestor_rate, coco_detections, coco_map, depth_accuracy, split_map, topk_accuracy
+from yolo9000.evaluate import ancestor_rate, coco_map, coco_results, depth_accuracy, split_map, topk_accuracy
+from yolo9000.postprocess import PostProcess
 
 
 def _gt() -> dict:
@@ -60,22 +61,36 @@ def test_no_detections_gives_zero():
     assert m.map50 == 0.0 and m.per_class_ap50[1] == 0.0 and math.isnan(m.per_class_ap50[3])
 
 
-def test_coco_detections_undo_letterbox_nms_and_cap():
-    # One image, original 100x50 letterboxed into 64x64: scale .64, pad_y (64 - 32) / 2 = 16.
-    boxes = torch.tensor([[[6.4, 22.4, 19.2, 35.2], [6.4, 22.4, 19.2, 36.0], [32.0, 16.0, 64.0, 48.0]]])
-    scores = torch.tensor([[[0.9, 0.001], [0.8, 0.3], [0.6, 0.7]]])   # [B=1, P=3, K=2]
-    dets = coco_detections(boxes, scores, category_ids=[5, 7], image_ids=torch.tensor([42]),
-                           letterbox=torch.tensor([[0.64, 0.0, 16.0]]), orig_sizes=torch.tensor([[50, 100]]),
-                           conf_threshold=0.005, nms_iou=0.45)
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_category_scores_undo_letterbox_nms_and_cap():
+    # One image, original 100x50 letterboxed into 64x64: scale .64, pad_y (64 - 32) / 2 = 16. A 1x1 grid at stride
+    # 64 with three anchors: centre = sigmoid(t) * 64, size = anchor * 64 (tw = th = 0).
+    # box 0 [6.4, 22.4, 19.2, 35.2] objectness .9, P = (1, 0)      -> scores (.9, 0)
+    # box 1 [6.4, 22.4, 19.2, 36.0] objectness .8, P = (.625, .375) -> scores (.5, .3)
+    # box 2 [32, 16, 64, 48]        objectness 1,  P = (.3, .7)     -> scores (.3, .7)
+    anchors = torch.tensor([[0.2, 0.2], [0.2, 0.2125], [0.5, 0.5]])
+    raw = torch.zeros(1, 3, 7, 1, 1)
+    for a, (sx, sy, obj, logits) in enumerate([(0.2, 0.45, _logit(0.9), (30.0, 0.0)),
+                                               (0.2, 0.45625, _logit(0.8), (math.log(0.625), math.log(0.375))),
+                                               (0.75, 0.5, 30.0, (math.log(0.3), math.log(0.7)))]):
+        raw[0, a, :, 0, 0] = torch.tensor([_logit(sx), _logit(sy), 0.0, 0.0, obj, *logits])
+    post = PostProcess(anchors, 64)
+    scorer = post.categories(torch.tensor([0, 1]))
+    options = dict(letterbox=torch.tensor([[0.64, 0.0, 16.0]]), orig_sizes=torch.tensor([[50, 100]]))
+    dets = coco_results(post(raw, scorer, conf_threshold=0.005, nms_iou=0.45, **options), [5, 7], torch.tensor([42]))
     got = sorted((d["category_id"], round(d["score"], 4)) for d in dets)
     # box 1 is suppressed by box 0 in category 5 (IoU ~ .94); category 7 keeps both (box 0 scored below .005)
-    assert got == [(5, 0.6), (5, 0.9), (7, 0.3), (7, 0.7)]
+    assert got == [(5, 0.3), (5, 0.9), (7, 0.3), (7, 0.7)]
+    assert all(d["image_id"] == 42 for d in dets)
     first = next(d for d in dets if d["score"] == pytest.approx(0.9))
     assert first["bbox"] == pytest.approx([10.0, 10.0, 20.0, 20.0], abs=0.01)
     big = next(d for d in dets if d["score"] == pytest.approx(0.7))
     assert big["bbox"] == pytest.approx([50.0, 0.0, 50.0, 50.0], abs=0.01)   # clipped to the original image
-    capped = coco_detections(boxes, scores, [5, 7], torch.tensor([42]), torch.tensor([[0.64, 0.0, 16.0]]),
-                             torch.tensor([[50, 100]]), max_detections=2)
+    capped = coco_results(post(raw, scorer, conf_threshold=0.005, max_detections=2, **options), [5, 7],
+                          torch.tensor([42]))
     assert sorted(d["score"] for d in capped) == pytest.approx([0.7, 0.9])
 
 
@@ -159,7 +174,8 @@ def test_evaluate_detection_on_files_matches_hand_computed_ap(tmp_path):
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "d.yaml").write_text("splits:\n  eval:\n    detection: {format: coco, annotations: gt.json, "
                                      "images: images}\n")
-    cfg = load_config(None, ["model.num_classes=2", "data.eval_size=64", "data.workers=0"])
+    cfg = load_config(None, ["model.num_classes=2", "model.anchors=[[1.0, 1.0]]", "data.eval_size=64",
+                             "data.workers=0"])
     result = evaluate_detection(_Oracle(), cfg, tmp_path / "d.yaml", "eval")
     # Category 7: the .9 box is a hit (IoU 1 at every threshold), the .8 box a miss; 2 truths. Precision 1 up to
     # recall .5, no recall beyond: COCO's 101-point AP = 51/101 at every IoU threshold. Category 9 has no truth.

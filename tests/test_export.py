@@ -10,7 +10,7 @@ import torch
 from yolo9000.cli import main
 from yolo9000.config import load_config
 from yolo9000.darknet import model_from_cfg, save_darknet_weights
-from yolo9000.model import build_model
+from yolo9000.builder import build_model
 
 onnx = pytest.importorskip("onnx")  # a dev dependency (pyproject `dev` extra)
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -19,7 +19,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 def trained_like_tiny() -> torch.nn.Module:
     """The tiny detector with non-trivial batch-norm statistics (fresh ones are 0 / 1 and would hide BN bugs)."""
     torch.manual_seed(0)
-    model = build_model(load_config("configs/tiny.yaml").model)
+    model = build_model(load_config("tiny").model)
     with torch.no_grad():
         for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
             bn.running_mean.normal_(0, 0.1)
@@ -47,7 +47,7 @@ def test_onnx_matches_pytorch_with_dynamic_batch_and_size(tiny_weights, tmp_path
     model, weights = tiny_weights
     flags = ["--torchscript"] if exporter == "torchscript" else []
     out = tmp_path / "tiny.onnx"
-    assert main(["export", "--config", "configs/tiny.yaml", "--weights", str(weights), "--format", "onnx",
+    assert main(["export", "--config", "tiny", "--weights", str(weights), "--format", "onnx",
                  "--out", str(out), "--size", "64", "--verify", *flags]) == 0
     assert "onnxruntime vs PyTorch: max |diff|" in capsys.readouterr().out
     g = torch.Generator().manual_seed(1)
@@ -63,7 +63,7 @@ def test_onnx_matches_pytorch_with_dynamic_batch_and_size(tiny_weights, tmp_path
 def test_onnx_metadata_and_graph(tiny_weights, tmp_path):
     _, weights = tiny_weights
     out = tmp_path / "tiny.onnx"
-    assert main(["export", "--config", "configs/tiny.yaml", "--weights", str(weights), "--out", str(out),
+    assert main(["export", "--config", "tiny", "--weights", str(weights), "--out", str(out),
                  "--static", "--size", "64", "--torchscript"]) == 0
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
@@ -79,7 +79,7 @@ def test_onnx_metadata_and_graph(tiny_weights, tmp_path):
 def test_unfolded_export_matches_too(tiny_weights, tmp_path):
     model, weights = tiny_weights
     out = tmp_path / "unfolded.onnx"
-    assert main(["export", "--config", "configs/tiny.yaml", "--weights", str(weights), "--out", str(out),
+    assert main(["export", "--config", "tiny", "--weights", str(weights), "--out", str(out),
                  "--no-fold", "--size", "64", "--torchscript"]) == 0
     x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -88,10 +88,10 @@ def test_unfolded_export_matches_too(tiny_weights, tmp_path):
 
 def test_darknet_export_round_trip(tiny_weights, tmp_path):
     model, weights = tiny_weights
-    assert main(["export", "--config", "configs/tiny.yaml", "--weights", str(weights), "--format", "darknet",
+    assert main(["export", "--config", "tiny", "--weights", str(weights), "--format", "darknet",
                  "--out", str(tmp_path / "net")]) == 0
     loaded, cfg = model_from_cfg(tmp_path / "net.cfg", tmp_path / "net.weights")
-    assert cfg == load_config("configs/tiny.yaml").model
+    assert cfg == load_config("tiny").model
     assert (tmp_path / "net.weights").read_bytes() == weights.read_bytes()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
@@ -99,12 +99,12 @@ def test_darknet_export_round_trip(tiny_weights, tmp_path):
 
 
 def test_export_errors(tmp_path, capsys):
-    assert main(["export", "--config", "configs/tiny.yaml", "--weights", str(tmp_path / "none.weights"),
+    assert main(["export", "--config", "tiny", "--weights", str(tmp_path / "none.weights"),
                  "--out", str(tmp_path / "x.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    wrong = save_darknet_weights(build_model(load_config("configs/tiny.yaml", ["model.num_classes=3"]).model),
+    wrong = save_darknet_weights(build_model(load_config("tiny", ["model.num_classes=3"]).model),
                                  tmp_path / "wrong.weights")
-    assert main(["export", "--config", "configs/tiny.yaml", "--weights", str(wrong), "--out",
+    assert main(["export", "--config", "tiny", "--weights", str(wrong), "--out",
                  str(tmp_path / "x.onnx")]) == 2
     assert "the first layer that does not fit is convolution 9 pred" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()

@@ -17,8 +17,8 @@ import yolo9000.data.pack as pack_module
 from yolo9000.checkpoint import load_checkpoint
 from yolo9000.cli import main
 from yolo9000.logging import read_scalars, truncate_scalars
-from yolo9000.data.descriptor import load_descriptor, load_descriptor_tree
-from yolo9000.data.pack import PackSource, pack_split
+from yolo9000.data.descriptor import load_descriptor, load_descriptor_tree, pack_split
+from yolo9000.data.pack import PackSource
 
 
 class _Interrupted(Exception):
@@ -163,6 +163,11 @@ def test_resume_truncates_scalars_and_tensorboard_to_the_checkpoint(tmp_path):
     saved = load_checkpoint(run / "last.pt")["step"]
     assert killed_at > saved > 0
     end = killed_at + 2
+    # TensorBoard orders event files by name, which starts with the writer's creation second: a run that died
+    # within a second of starting would tie with its resume (a test artefact; real runs live longer than that).
+    started = max(int(f.name.split(".")[3]) for f in (run / "tb").glob("events.out.tfevents.*"))
+    while int(time.time()) <= started:
+        time.sleep(0.05)
     assert main(["train", "--resume", str(run), "--set", f"train.max_steps={end}"]) == 0
 
     series = read_scalars(run / "scalars.csv")

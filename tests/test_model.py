@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from yolo9000.config import ConfigError, ModelConfig, load_config
-from yolo9000.model import DarknetBatchNorm2d, MaxPoolDarknet, Reorg, build_model
+from yolo9000.builder import build_model
+from yolo9000.model import DarknetBatchNorm2d, MaxPoolDarknet, Reorg
 from yolo9000.model.summary import summarize
 
 # The paper's Table 6 written out independently of yolo9000.model.darknet19: (filters, size) or "M" for max-pool.
@@ -46,8 +47,8 @@ def test_darknet19_flops_at_224_is_5_58_billion():
 def test_parameter_counts_match_hand_computation():
     trunk, _, c32 = trunk_params()
     with torch.device("meta"):
-        darknet19 = build_model(load_config("configs/darknet19.yaml").model)
-        yolov2 = build_model(load_config("configs/yolov2.yaml").model)
+        darknet19 = build_model(load_config("darknet19").model)
+        yolov2 = build_model(load_config("yolov2").model)
     assert sum(p.numel() for p in darknet19.parameters()) == trunk + c32 * 1000 + 1000
     # YOLOv2: two 3x3x1024, 1x1x64 on the 512-channel stride-16 map, reorg x4 -> 256 + 1024, 3x3x1024, 1x1 to 425.
     head = (bn_conv_params(1024, 1024, 3) * 2 + bn_conv_params(512, 64, 1) + bn_conv_params(1280, 1024, 3)
@@ -58,7 +59,7 @@ def test_parameter_counts_match_hand_computation():
 @pytest.fixture(scope="module")
 def yolo9000_meta():
     with torch.device("meta"):
-        return build_model(load_config("configs/yolo9000.yaml").model)
+        return build_model(load_config("yolo9000").model)
 
 
 def test_yolo9000_params_and_output_shape(yolo9000_meta):
@@ -73,7 +74,7 @@ def test_yolo9000_params_and_output_shape(yolo9000_meta):
 
 @pytest.mark.parametrize("height,width", [(64, 64), (96, 160)])
 def test_tiny_output_shape_any_multiple_of_32(height, width):
-    model = build_model(load_config("configs/tiny.yaml").model)
+    model = build_model(load_config("tiny").model)
     out = model(torch.rand(2, 3, height, width))
     assert out.shape == (2, 3, 5 + 11, height // 32, width // 32)
     with pytest.raises(ValueError, match="multiple of 32"):
@@ -82,7 +83,7 @@ def test_tiny_output_shape_any_multiple_of_32(height, width):
 
 def test_tiny_every_parameter_gets_a_gradient():
     torch.manual_seed(0)
-    model = build_model(load_config("configs/tiny.yaml").model)
+    model = build_model(load_config("tiny").model)
     x = torch.rand(2, 3, 64, 64)
     out = model(x)
     out.square().mean().backward()
@@ -96,7 +97,7 @@ def test_tree_overrides_num_classes(tiny_tree, tmp_path):
     from wordtree.io import write_darknet
     prefix = tmp_path / "tiny"
     write_darknet(tiny_tree, prefix)
-    cfg = load_config("configs/tiny.yaml", [f"model.tree={prefix}.tree"]).model
+    cfg = load_config("tiny", [f"model.tree={prefix}.tree"]).model
     model = build_model(cfg)
     assert model.num_classes == 11 and model.pred.out_channels == 3 * (5 + tiny_tree.num_nodes)
 
@@ -167,15 +168,15 @@ def test_darknet_batchnorm_eval_uses_epsilon_on_std(generator):
 ])
 def test_bad_config_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        build_model(load_config("configs/tiny.yaml", [override]).model)
+        build_model(load_config("tiny", [override]).model)
 
 
 # ------------------------------------------------------------------------------------------- yolo9000 info
 def test_info_command_ends_with_params_and_flops(capsys):
     from yolo9000.cli import main
-    assert main(["info", "--config", "configs/tiny.yaml", "--size", "64", "--set", "model.num_classes=4"]) == 0
+    assert main(["info", "--config", "tiny", "--size", "64", "--set", "model.num_classes=4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    model = build_model(load_config("configs/tiny.yaml", ["model.num_classes=4"]).model)
+    model = build_model(load_config("tiny", ["model.num_classes=4"]).model)
     summary = summarize(model, 64)
     assert lines[-2] == f"params: {sum(p.numel() for p in model.parameters())}"
     assert lines[-1] == f"flops: {summary.flops}"
@@ -193,9 +194,9 @@ def test_info_from_darknet_cfg(capsys):
 
 def test_info_errors_name_the_problem(capsys, tmp_path):
     from yolo9000.cli import main
-    assert main(["info", "--config", "configs/tiny.yaml", "--set", "model.widht=1"]) == 2
+    assert main(["info", "--config", "tiny", "--set", "model.widht=1"]) == 2
     assert "model.widht" in capsys.readouterr().err
-    assert main(["info", "--config", "configs/tiny.yaml", "--size", "100"]) == 2
+    assert main(["info", "--config", "tiny", "--size", "100"]) == 2
     assert "--size 100" in capsys.readouterr().err
     bad = tmp_path / "bad.cfg"
     bad.write_text("[net]\nwidth=64\nheight=64\n[dropout]\nprobability=.5\n")
@@ -207,7 +208,7 @@ def test_info_errors_name_the_problem(capsys, tmp_path):
 def test_prepare_for_inference_matches_eval_and_leaves_model_alone():
     from yolo9000.model.inference import prepare_for_inference
     torch.manual_seed(0)
-    model = build_model(load_config("configs/tiny.yaml").model)
+    model = build_model(load_config("tiny").model)
     with torch.no_grad():
         for bn in (m for m in model.modules() if isinstance(m, DarknetBatchNorm2d)):
             bn.running_mean.normal_(0, 0.1)
@@ -233,7 +234,7 @@ def test_prepare_for_inference_matches_eval_and_leaves_model_alone():
 def test_prepare_for_inference_bfloat16_keeps_anchors_float32():
     from yolo9000.model.inference import prepare_for_inference
     torch.manual_seed(0)
-    model = build_model(load_config("configs/tiny.yaml").model).eval()
+    model = build_model(load_config("tiny").model).eval()
     prepared = prepare_for_inference(model, dtype=torch.bfloat16)
     assert prepared.pred.weight.dtype == torch.bfloat16
     assert prepared.anchors.dtype == torch.float32 and torch.equal(prepared.anchors, model.anchors)

@@ -17,9 +17,10 @@ from wordtree.io import write_darknet
 from wordtree.tree import WordTree
 from yolo9000.cli import main as cli_main
 from yolo9000.config import DataConfig
-from yolo9000.data.descriptor import build_classification, build_detection, load_descriptor, load_descriptor_tree
+from yolo9000.data.descriptor import (build_classification, build_detection, load_descriptor, load_descriptor_tree,
+                                      pack_split)
 from yolo9000.data.loader import build_train_loader
-from yolo9000.data.pack import PackError, PackSource, pack_split
+from yolo9000.data.pack import PackError, PackSource
 
 NUM_DET, NUM_CLS = 5, 6
 
@@ -136,7 +137,7 @@ def test_existing_pack_is_kept_unless_inputs_change(dataset, tmp_path, tiny_tree
 KILL_SCRIPT = """
 import os, signal, sys
 import yolo9000.data.pack as p
-from yolo9000.data.descriptor import load_descriptor, load_descriptor_tree
+from yolo9000.data.descriptor import load_descriptor, load_descriptor_tree, pack_split
 reads = 0
 original = p._read_file
 def read_then_die(source, index):
@@ -147,7 +148,7 @@ def read_then_die(source, index):
     return original(source, index)
 p._read_file = read_then_die
 d = load_descriptor(sys.argv[1])
-p.pack_split(d, "train", sys.argv[2], load_descriptor_tree(d), progress=False, commit_bytes=1, threads=1)
+pack_split(d, "train", sys.argv[2], load_descriptor_tree(d), progress=False, commit_bytes=1, threads=1)
 """
 
 

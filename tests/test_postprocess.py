@@ -1,5 +1,5 @@
-"""postprocess(): hand-built raw outputs, the two decision modes, NMS, the letterbox mapping, the flat path, and a
-slow per-box reference loop for the vectorised implementation."""
+"""PostProcess with the decision scorer: hand-built raw outputs, the two decision modes, NMS, the letterbox
+mapping, the flat path, and a slow per-box reference loop for the vectorised implementation."""
 from __future__ import annotations
 
 import math
@@ -9,9 +9,13 @@ import torch
 from torchvision.ops import box_iou
 
 from wordtree.tree import WordTree
-from yolo9000.decode import Detection, postprocess, postprocess_tensors
+from yolo9000.postprocess import Detection, PostProcess
 
 STRIDE = 32
+
+
+def postprocess(raw, anchors, stride, tree=None, names=None, **options):
+    return PostProcess(anchors, stride, tree).detections(raw, names, **options)
 
 
 def logit(p: float) -> float:
@@ -63,7 +67,8 @@ def test_empty_and_below_threshold_give_empty_lists():
     raw = empty_raw(num_classes=3, batch=2)
     raw[1, 0, 4, 0, 0] = logit(0.3)  # objectness .3 < conf .5: the only candidate fails
     assert postprocess(raw, torch.ones(1, 2), STRIDE, conf_threshold=0.5) == [[], []]
-    kept = postprocess_tensors(raw, torch.ones(1, 2), STRIDE, conf_threshold=0.5)
+    post = PostProcess(torch.ones(1, 2), STRIDE)
+    kept = post(raw, post.decision(), conf_threshold=0.5)
     assert kept.boxes.shape == (0, 4) and kept.image.numel() == 0
 
 

@@ -56,7 +56,7 @@ def test_world_files_and_labels(world):
     stamp = json.loads((root / "world.json").read_text())
     assert stamp["counts"] == {"det": 12, "cls": 22, "eval": 6} and stamp["seed"] == 3
     descriptor = load_descriptor(world)
-    from yolo9000.trees import load_tree
+    from wordtree.io import load_tree
     tree = load_tree(descriptor.tree)
     det = build_detection(descriptor, "train", tree)
     cls = build_classification(descriptor, "train", tree)

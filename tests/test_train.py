@@ -5,7 +5,7 @@ import json
 import math
 
 import pytest
-from engine_data import REPO, write_config, write_dataset
+from engine_data import write_config, write_dataset
 
 from yolo9000.checkpoint import load_checkpoint
 from yolo9000.cli import main
@@ -59,7 +59,7 @@ def test_eval_with_config_and_weights_and_errors(tmp_path, capsys):
     assert "top-5" in capsys.readouterr().out                      # a classifier gets the classification table
     assert main(["eval", "--config", str(config)]) == 2
     assert "--weights" in capsys.readouterr().err
-    assert main(["train", "--config", str(REPO / "configs" / "tiny.yaml"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["train", "--config", "tiny", "--out", str(tmp_path / "x")]) == 2
     assert "data.dataset" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert "no last.pt" in capsys.readouterr().err

@@ -165,7 +165,7 @@ def test_query_npy_and_stdin(capsys, tiny_files, tiny_tree, monkeypatch):
 
     monkeypatch.setattr("sys.stdin", io.StringIO(" ".join(str(v) for v in logits.tolist()) + "\n"))
     status, out, _ = run(capsys, "query", "--tree", str(tiny_files / "tiny.json"), "--logits", "-",
-                         "--threshold", "0.9", "--top", "2")
+                         "--hier", "0.9", "--top", "2")
     assert status == 0 and "paper walk (threshold 0.9" in out and "darknet walk" in out
     assert "top-2 leaves: " in out and "b1x_p B1X_P" in out
 
@@ -192,7 +192,7 @@ def test_plot_writes_a_png(capsys, tiny_files):
 
 def test_plot_errors(capsys, tiny_files):
     assert_one_line_error(*run(capsys, "plot", "car", "--out", str(tiny_files / "c.png"))[::2],
-                          "3 nodes are named 'car'", "give the wnid")
+                          "'car' names 3 nodes", "give a wnid")
     assert_one_line_error(*run(capsys, "plot", "no such thing", "--out", str(tiny_files / "c.png"))[::2],
                           "no node named")
     assert not (tiny_files / "c.png").exists()

@@ -11,11 +11,11 @@ import torch
 from engine_data import REPO, tiny_config, write_dataset
 
 from yolo9000 import engine
-from yolo9000.criterion import build_criterion
+from yolo9000.builder import build_criterion
 from yolo9000.data.descriptor import load_descriptor
 from yolo9000.data.loader import build_train_loader
-from yolo9000.model import build_model
-from yolo9000.trees import load_tree
+from yolo9000.builder import build_model
+from wordtree.io import load_tree
 
 DOG, CAT, CAR = "n02084071", "n02121808", "n02958343"          # internal nodes: COCO-like coarse boxes
 HUSKY, TABBY, RACER = "n02110185", "n02123045", "n04037443"   # leaves: ImageNet-like fine labels
@@ -30,7 +30,7 @@ def full(tmp_path_factory):
     cfg = tiny_config(root, ["model.tree=9k", "data.multiscale=[320]", "data.eval_size=320", "data.det_per_batch=1",
                              "data.cls_per_batch=1", "train.max_steps=1", "train.lr=0.0001",
                              "train.amp=auto"],
-                      base=REPO / "configs" / "yolo9000.yaml")
+                      base=REPO / "yolo9000" / "configs" / "yolo9000.yaml")
     return root, cfg, tree
 
 
@@ -44,7 +44,7 @@ def test_every_parameter_gets_a_finite_gradient(full):
     assert batch.is_detection.tolist() == [True, False] and batch.images.shape == (2, 3, 320, 320)
     raw = model(batch.images)
     assert raw.shape == (2, 3, 5 + 9418, 10, 10)
-    criterion = build_criterion(cfg.model, cfg.loss, model, tree)
+    criterion = build_criterion(cfg.model, cfg.loss)
     terms = criterion(raw, batch)
     total = criterion.total(terms)
     assert math.isfinite(total.item()) and terms["cls"].item() > 0

@@ -24,6 +24,7 @@ import yaml
 from wordtree.io import read_map
 from wordtree.tree import TreeError, WordTree
 from wordtree.wordnet import WordNet
+from wordtree.errors import InputError
 
 PHYSICAL_ENTITY = "n00001930"  # physical_entity.n.01: the 9k tree lives below it
 
@@ -50,16 +51,16 @@ class Overrides:
         """
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping with keys 'graft' and 'exclude', got {type(data).__name__}")
+            raise InputError(f"{path}: expected a mapping with keys 'graft' and 'exclude', got {type(data).__name__}")
         unknown = set(data) - {"graft", "exclude"}
         if unknown:
-            raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: graft, exclude")
+            raise InputError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: graft, exclude")
         graft = data.get("graft") or {}
         exclude = data.get("exclude") or []
         if not isinstance(graft, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in graft.items()):
-            raise ValueError(f"{path}: 'graft' must map wnid strings to parent wnid strings")
+            raise InputError(f"{path}: 'graft' must map wnid strings to parent wnid strings")
         if not isinstance(exclude, list) or not all(isinstance(w, str) for w in exclude):
-            raise ValueError(f"{path}: 'exclude' must be a list of wnid strings")
+            raise InputError(f"{path}: 'exclude' must be a list of wnid strings")
         return cls(dict(graft), tuple(exclude))
 
 
@@ -263,7 +264,7 @@ def targets_from_file(path: str | Path) -> list[str]:
         if not line:
             continue
         if not (len(line) == 9 and line[0] == "n" and line[1:].isdigit()):
-            raise ValueError(f"{path} line {lineno}: {line!r} is not a WordNet noun id like n02084071")
+            raise InputError(f"{path} line {lineno}: {line!r} is not a WordNet noun id like n02084071")
         out.append(line)
     return out
 
@@ -275,11 +276,11 @@ def targets_from_imagenet_root(root: str | Path, top_k: int) -> list[str]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"ImageNet root {root} is not a folder")
+        raise InputError(f"ImageNet root {root} is not a folder")
     counts = [(sum(1 for f in d.iterdir() if f.is_file()), d.name) for d in root.iterdir()
               if d.is_dir() and len(d.name) == 9 and d.name[0] == "n" and d.name[1:].isdigit()]
     if not counts:
-        raise ValueError(f"ImageNet root {root} has no wnid sub-folders (like n02084071/)")
+        raise InputError(f"ImageNet root {root} has no wnid sub-folders (like n02084071/)")
     counts.sort(key=lambda c: (-c[0], c[1]))
     return [w for _, w in counts[:top_k]]
 

@@ -4,7 +4,7 @@
     yolo9000 tree stats FILE
     yolo9000 tree diff A B
     yolo9000 tree show WNID|NAME [--tree FILE]
-    yolo9000 tree query --logits FILE.npy|- [--tree FILE] [--threshold T]
+    yolo9000 tree query --logits FILE.npy|- [--tree FILE] [--hier T] [--json [FILE]]
     yolo9000 tree plot WNID|NAME --out PNG [--depth K] [--tree FILE]
 
 A tree argument is `9k` (darknet's 9k.tree from the reference data), a darknet `.tree` file (its `.names` beside it
@@ -28,18 +28,14 @@ import torch
 from wordtree.build import (DARKNET_9K_OVERRIDES, PHYSICAL_ENTITY, BuildResult, Overrides, build_tree,
                             targets_9k_standin, targets_from_file, targets_from_imagenet_root)
 from wordtree.diff import diff
-from wordtree.io import load, read_darknet, write_darknet, write_json
-from wordtree.tree import TreeError, WordTree
-from wordtree.wordnet import WordNet, WordNetError
+from wordtree.errors import CliError
+from wordtree.io import DARKNET_9K, load_tree, write_darknet, write_json
+from wordtree.tree import WordTree
+from wordtree.wordnet import WordNet
 
-DARKNET_9K = "9k"
 DALMATIAN = "n02110341"
 _WNID = re.compile(r"^n\d{8}$")
 _SYNSET_NAME = re.compile(r"^.+\.n\.\d+$")
-
-
-class CliError(Exception):
-    """A user mistake, reported as one line and exit status 2."""
 
 
 # ---------------------------------------------------------------------------------------------------- resources
@@ -48,28 +44,6 @@ class CliError(Exception):
 def _darknet_file(name: str) -> Path:
     from yolo9000.reference import darknet_file  # lazy: wordtree itself never needs yolo9000
     return darknet_file(name)
-
-
-def _reference_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from yolo9000.reference import ReferenceDataError
-    except ImportError:  # wordtree used without the yolo9000 package
-        return ()
-    return (ReferenceDataError,)
-
-
-def load_tree_arg(spec: str) -> WordTree:
-    """`9k` (darknet's tree), a `.tree` or a `.json` file.
-
-    Raises:
-        CliError: for a missing file; TreeError for a malformed one (both exit 2).
-    """
-    if spec == DARKNET_9K:
-        return read_darknet(_darknet_file("9k.tree"), _darknet_file("9k.names"))
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise CliError(f"tree file {spec} does not exist (give a .tree or .json file, or '9k' for darknet's tree)")
-    return load(path)
 
 
 def load_wordnet(folder: Path | None) -> WordNet:
@@ -83,43 +57,14 @@ def load_wordnet(folder: Path | None) -> WordNet:
     return WordNet.load(folder)
 
 
-def resolve(tree: WordTree, key: str, wordnet_dir: Path | None = None) -> list[int]:
-    """Nodes named by `key`: a node index, a wnid, an NLTK synset name (`dog.n.01`) or a display name.
+class _LazyWordNet:
+    """WordNet loaded only when a synset name has to be resolved (`WordTree.resolve`)."""
 
-    Names are not unique, so a name may give several nodes (all are returned, in tree order).
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
 
-    Raises:
-        CliError: when nothing matches, with close names as suggestions.
-    """
-    if key.isdigit():
-        if int(key) >= tree.num_nodes:
-            raise CliError(f"node index {key} out of range: the tree has {tree.num_nodes} nodes")
-        return [int(key)]
-    if _WNID.match(key):
-        if key not in tree:
-            raise CliError(f"wnid {key} is not in this tree ({tree.num_nodes} nodes)")
-        return [tree.index(key)]
-    found = tree.find(key) or tree.find(key.replace("_", " "))
-    if found:
-        return found
-    if _SYNSET_NAME.match(key):
-        wnid = load_wordnet(wordnet_dir).wnid_for(key)
-        if wnid not in tree:
-            raise CliError(f"{key} is WordNet's {wnid}, which is not in this tree")
-        return [tree.index(wnid)]
-    needle = key.lower()
-    close = sorted({n for n in tree.names if needle in n.lower()}, key=lambda n: (len(n), n))[:6]
-    hint = f"; names containing it: {', '.join(close)}" if close else ""
-    raise CliError(f"no node named {key!r} in this tree (give a wnid like n02084071, a name or a synset name like "
-                   f"dog.n.01){hint}")
-
-
-def resolve_one(tree: WordTree, key: str, wordnet_dir: Path | None = None) -> int:
-    nodes = resolve(tree, key, wordnet_dir)
-    if len(nodes) > 1:
-        listed = ", ".join(tree.describe(i) for i in nodes)
-        raise CliError(f"{len(nodes)} nodes are named {key!r} ({listed}): give the wnid")
-    return nodes[0]
+    def wnid_for(self, name: str) -> str:
+        return load_wordnet(self.folder).wnid_for(name)
 
 
 def resolve_root(key: str, wordnet: WordNet) -> str:
@@ -142,7 +87,7 @@ def _name_of(wordnet: WordNet, wnid: str) -> str:
 
 def _targets(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.preset:
-        tree_9k = read_darknet(_darknet_file("9k.tree"), _darknet_file("9k.names"))
+        tree_9k = load_tree(DARKNET_9K)
         targets = targets_9k_standin(tree_9k, _darknet_file("imagenet.labels.list"), _darknet_file("coco9k.map"))
         return targets, "preset 9k: darknet 9k.tree nodes that are ImageNet-22k synsets, plus the COCO-mapped nodes"
     if args.classes:
@@ -212,7 +157,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     for line in format_unreachable(result, wordnet, root):
         print(line)
     if args.preset:
-        d = diff(tree, read_darknet(_darknet_file("9k.tree"), _darknet_file("9k.names")))
+        d = diff(tree, load_tree(DARKNET_9K))
         print(f"vs darknet's 9k.tree: {d.common} common nodes, parent agreement {100 * d.parent_agreement:.2f} % "
               f"({100 * d.parent_agreement_b:.2f} % of its {d.nodes_b} nodes); `yolo9000 tree diff {args.out}.tree 9k`"
               " lists the differences")
@@ -229,7 +174,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    tree = load_tree_arg(args.tree)
+    tree = load_tree(args.tree)
     print(f"{args.tree}: {format_stats(tree)}")
     print("roots: " + ", ".join(tree.describe(r) for r in tree.roots))
     sizes, order = tree.group_size.sort(descending=True, stable=True)
@@ -247,7 +192,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    a, b = load_tree_arg(args.a), load_tree_arg(args.b)
+    a, b = load_tree(args.a), load_tree(args.b)
     print(diff(a, b).format(args.a, args.b, max_changes=args.max))
     return 0
 
@@ -274,8 +219,8 @@ def describe_node(tree: WordTree, node: int, max_children: int) -> list[str]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    tree = load_tree_arg(args.tree)
-    nodes = resolve(tree, args.node, args.wordnet)
+    tree = load_tree(args.tree)
+    nodes = tree.resolve(args.node, _LazyWordNet(args.wordnet))
     if len(nodes) > 1:
         print(f"{len(nodes)} nodes are named {args.node!r} (names are not unique):")
     for k, node in enumerate(nodes):
@@ -364,20 +309,23 @@ def format_query(result: dict, threshold: float) -> list[str]:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    tree = load_tree_arg(args.tree)
+    tree = load_tree(args.tree)
     logits = read_logits(args.logits)
     if logits.shape[-1] != tree.num_nodes:
         raise CliError(f"logits have {logits.shape[-1]} values per row but tree {args.tree} has {tree.num_nodes} "
                        "nodes (one logit per node, in tree order)")
     if not 0.0 <= args.threshold <= 1.0:
-        raise CliError(f"--threshold {args.threshold} must lie in [0, 1]")
+        raise CliError(f"--hier {args.threshold} must lie in [0, 1]")
     rows = range(logits.shape[0]) if args.row is None else [args.row]
     if args.row is not None and not 0 <= args.row < logits.shape[0]:
         raise CliError(f"--row {args.row} out of range: the logits have {logits.shape[0]} rows")
     results = [query_row(tree, logits[r], args.threshold, args.top) for r in rows]
     if args.json:
-        print(json.dumps(results[0] if len(results) == 1 else results, indent=1))
-        return 0
+        text = json.dumps(results[0] if len(results) == 1 else results, indent=1)
+        if args.json == "-":
+            print(text)
+            return 0
+        Path(args.json).write_text(text + "\n")
     for r, result in zip(rows, results):
         if len(results) > 1:
             print(f"row {r}:")
@@ -390,8 +338,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from wordtree.plot import plot_subtree  # matplotlib is slow to import: only here
-    tree = load_tree_arg(args.tree)
-    node = resolve_one(tree, args.node, args.wordnet)
+    tree = load_tree(args.tree)
+    node = tree.resolve_one(args.node, _LazyWordNet(args.wordnet))
     if args.depth < 1:
         raise CliError(f"--depth {args.depth} must be at least 1")
     info = plot_subtree(tree, node, args.out, depth=args.depth, max_nodes=args.max_nodes)
@@ -420,7 +368,7 @@ def run_tree_demo(log: Callable[[str], None] = print) -> dict:
     Raises:
         yolo9000.reference.ReferenceDataError / WordNetError when `yolo9000 setup` has not been run.
     """
-    tree_9k = read_darknet(_darknet_file("9k.tree"), _darknet_file("9k.names"))
+    tree_9k = load_tree(DARKNET_9K)
     log(f"darknet 9k.tree: {format_stats(tree_9k)}")
     wordnet = load_wordnet(None)
     targets = targets_9k_standin(tree_9k, _darknet_file("imagenet.labels.list"), _darknet_file("coco9k.map"))
@@ -505,10 +453,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--logits", required=True, metavar="FILE.npy|-",
                    help="one logit per node: a .npy array [N] or [R, N], a text file, or '-' for numbers on stdin")
     p.add_argument("--tree", default=DARKNET_9K, metavar="FILE", help=tree_help + " (default 9k)")
-    p.add_argument("--threshold", type=float, default=0.5, help="darknet's hier_thresh (default 0.5)")
+    p.add_argument("--hier", dest="threshold", type=float, default=0.5,
+                   help="tree decision threshold, darknet's hier_thresh (default 0.5)")
     p.add_argument("--top", type=int, default=5, metavar="K", help="top-K leaves to list")
     p.add_argument("--row", type=int, metavar="R", help="only this row of a [R, N] array")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="the results as JSON: on stdout instead of the text, or written to FILE")
     p.set_defaults(tree_func=cmd_query)
 
     p = sub.add_parser("plot", help="draw a subtree to PNG (networkx + matplotlib)")
@@ -525,13 +475,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the chosen `tree` subcommand. User errors (`WordTreeError`, and the reference data's when yolo9000 is
+    installed) propagate to `yolo9000.cli.main`, which prints them as one line with exit status 2."""
     func = getattr(args, "tree_func", None)
     if func is None:
         args.tree_parser.print_help(sys.stderr)
         return 2
-    user_errors = (CliError, TreeError, WordNetError, OSError, ValueError) + _reference_errors()
-    try:
-        return func(args)
-    except user_errors as err:
-        print(f"yolo9000 tree {args.tree_command}: error: {err}", file=sys.stderr)
-        return 2
+    return func(args)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -150,3 +151,37 @@ def load(path: str | Path) -> WordTree:
     if path.suffix == ".json":
         return read_json(path)
     return read_darknet(path)
+
+
+DARKNET_9K = "9k"
+
+
+@lru_cache(maxsize=16)
+def _load_cached(spec: str, stamp: tuple[int, int] | None) -> WordTree:
+    if spec == DARKNET_9K:
+        from yolo9000.reference import darknet_file  # lazy: only darknet's own tree needs the reference data
+        return read_darknet(darknet_file("9k.tree"), darknet_file("9k.names"))
+    return load(spec)
+
+
+def load_tree(spec: str | Path | None) -> WordTree | None:
+    """The one tree loader: a config's or a command's tree spec to a WordTree.
+
+    Args:
+        spec: None (a flat model: returns None), "9k" (darknet's 9k.tree and 9k.names from the reference data of
+            `yolo9000 setup`), or the path of a darknet `.tree` (its `.names` beside it is used when present) or a
+            `.json` tree.
+    Raises:
+        TreeError: the file does not exist, or breaks a tree invariant (names the file and line).
+    Trees are immutable, so a spec is read once (again if the file changes).
+    """
+    if spec is None:
+        return None
+    spec = str(spec)
+    if spec == DARKNET_9K:
+        return _load_cached(spec, None)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise TreeError(f"tree file {spec} does not exist (give a .tree or .json file, or '9k' for darknet's tree)")
+    stat = path.stat()
+    return _load_cached(str(path), (stat.st_mtime_ns, stat.st_size))

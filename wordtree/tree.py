@@ -5,16 +5,18 @@ so group g is `range(group_offset[g], group_offset[g] + group_size[g])`. Group 0
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from wordtree.errors import AmbiguousNodeError, NodeError, TreeError  # noqa: F401  (re-exported)
 
-class TreeError(ValueError):
-    """A tree breaks an invariant; the message names the line (1-based) or node and the problem."""
+_WNID = re.compile(r"^n\d{8}$")
+_SYNSET_NAME = re.compile(r"^.+\.n\.\d+$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,7 +189,7 @@ class WordTree:
         try:
             return self._index[wnid]
         except KeyError:
-            raise KeyError(f"wnid {wnid!r} is not in this tree ({self.num_nodes} nodes)") from None
+            raise NodeError(f"wnid {wnid!r} is not in this tree ({self.num_nodes} nodes)") from None
 
     def __contains__(self, wnid: object) -> bool:
         return wnid in self._index
@@ -196,16 +198,49 @@ class WordTree:
         """All nodes whose display name is `name` (case-insensitive): names are not unique."""
         return list(self._by_name.get(name.lower(), []))
 
-    def resolve(self, key: str | int) -> list[int]:
-        """Nodes for an index, a wnid or a name."""
-        if isinstance(key, int) or (isinstance(key, str) and key.lstrip("-").isdigit()):
+    def resolve(self, key: str | int, wordnet: object | None = None) -> list[int]:
+        """The one node resolver: the nodes `key` names, in tree order (display names are not unique).
+
+        Args:
+            key: a node index, a wnid (`n02084071`), a display name (case-insensitive, `_` read as a space) or,
+                given `wordnet` (a `wordtree.wordnet.WordNet`), an NLTK synset name (`dog.n.01`).
+        Raises:
+            NodeError: nothing matches (with close names as suggestions).
+        """
+        if isinstance(key, int) or key.lstrip("-").isdigit():
             i = int(key)
             if not 0 <= i < self.num_nodes:
-                raise KeyError(f"node index {i} out of range 0..{self.num_nodes - 1}")
+                raise NodeError(f"node index {i} out of range 0..{self.num_nodes - 1}")
             return [i]
         if key in self._index:
             return [self._index[key]]
-        return self.find(key)
+        if _WNID.match(key):
+            raise NodeError(f"wnid {key} is not in this tree ({self.num_nodes} nodes)")
+        found = self.find(key) or self.find(key.replace("_", " "))
+        if found:
+            return found
+        if wordnet is not None and _SYNSET_NAME.match(key):
+            wnid = wordnet.wnid_for(key)
+            if wnid not in self._index:
+                raise NodeError(f"{key} is WordNet's {wnid}, which is not in this tree")
+            return [self._index[wnid]]
+        needle = key.lower()
+        close = sorted({n for n in self.names if needle in n.lower()}, key=lambda n: (len(n), n))[:6]
+        hint = f"; names containing it: {', '.join(close)}" if close else ""
+        raise NodeError(f"no node named {key!r} in this tree: it is neither a wnid, a name nor an index (give a "
+                        f"wnid like n02084071, a name or a synset name like dog.n.01){hint}")
+
+    def resolve_one(self, key: str | int, wordnet: object | None = None) -> int:
+        """The single node `key` names (see `resolve`).
+
+        Raises:
+            AmbiguousNodeError: a display name shared by several nodes (lists them with their paths).
+            NodeError: nothing matches.
+        """
+        nodes = self.resolve(key, wordnet)
+        if len(nodes) > 1:
+            raise AmbiguousNodeError(str(key), nodes, self)
+        return nodes[0]
 
     def ancestors(self, node: int) -> list[int]:
         """Indices from the node's parent up to its root."""
@@ -262,9 +297,7 @@ class WordTree:
 
     def to(self, device: torch.device | str) -> "WordTree":
         """A copy with every tensor on `device` (the tree itself stays immutable)."""
-        tensors = {k: getattr(self, k).to(device) for k in
-                   ("parent", "group", "group_offset", "group_size", "group_parent", "child_group", "depth", "paths")}
-        return WordTree(self.wnids, self.names, **tensors)
+        return WordTree(self.wnids, self.names, **{k: getattr(self, k).to(device) for k in TENSOR_FIELDS})
 
     def __len__(self) -> int:
         return self.num_nodes
@@ -273,3 +306,27 @@ class WordTree:
         s = self.stats()
         return (f"WordTree(nodes={s['nodes']}, leaves={s['leaves']}, groups={s['groups']}, roots={s['roots']}, "
                 f"max_depth={s['max_depth']})")
+
+
+TENSOR_FIELDS = ("parent", "group", "group_offset", "group_size", "group_parent", "child_group", "depth", "paths")
+
+
+class TreeBuffers(nn.Module):
+    """A WordTree held as (non-persistent) buffers, so it moves with the module that owns it (`.to(device)`).
+
+    `tree` is the WordTree on the buffers' current device; it is rebuilt (cheaply, without validation) only after
+    the buffers moved. Nothing is saved in state dicts: the tree comes from the config.
+    """
+
+    def __init__(self, tree: WordTree) -> None:
+        super().__init__()
+        for name in TENSOR_FIELDS:
+            self.register_buffer(name, getattr(tree, name), persistent=False)
+        self._tree = tree
+
+    @property
+    def tree(self) -> WordTree:
+        if self._tree.parent is not self.parent:
+            self._tree = WordTree(self._tree.wnids, self._tree.names,
+                                  **{name: getattr(self, name) for name in TENSOR_FIELDS})
+        return self._tree

@@ -19,13 +19,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+from wordtree.errors import WordNetError  # noqa: F401  (re-exported)
+
 # Pointer symbols kept from data.noun: hypernym edges (both kinds) and their inverses.
 _HYPERNYM_POINTERS = frozenset({"@", "@i"})
 _HYPONYM_POINTERS = frozenset({"~", "~i"})
-
-
-class WordNetError(LookupError):
-    """WordNet data is missing or malformed, or a wnid / synset name is unknown; the message names it."""
 
 
 def wnid_of(offset: int | str) -> str:

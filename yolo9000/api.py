@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +25,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from wordtree.io import load_tree
 from wordtree.ops import DECIDE_MODES, subtree_prob
-from wordtree.tree import WordTree
+from yolo9000.builder import build_model, build_postprocess
 from yolo9000.config import Config, ConfigError, ModelConfig, from_dict, load_config
 from yolo9000.data.images import ImageLoadError, _pil_to_rgb, load_image
 from yolo9000.data.transforms import letterbox
-from yolo9000.decode import NMS_GROUPINGS, Detection, PathStep, postprocess
-from yolo9000.model.build import build_model
+from yolo9000.device import select_device
+from yolo9000.errors import AmbiguousNodeError, CheckpointError, NodeError  # noqa: F401  (re-exported)
 from yolo9000.model.load import load_weights
+from yolo9000.postprocess import NMS_GROUPINGS, Detection, PathStep, PostProcess
 from yolo9000.reference import darknet_file
-from yolo9000.trees import load_tree
 
 __all__ = ["AmbiguousNodeError", "Detection", "Detector", "DetectorOptions", "ImageInput", "ImageLoadError", "PathStep",
            "RandomWeightsWarning", "to_uint8_image"]
@@ -48,16 +49,29 @@ class RandomWeightsWarning(UserWarning):
     """The detector runs with freshly initialised weights: its detections are meaningless."""
 
 
-class AmbiguousNodeError(KeyError):
-    """A name matches several tree nodes; `candidates` holds their indices."""
+def unit_interval(value: float, name: str) -> None:
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name}: {value} is not in [0, 1]")
 
-    def __init__(self, key: str, candidates: list[int], tree: WordTree) -> None:
-        self.key, self.candidates = key, candidates
-        lines = [f"  {tree.wnids[i]}  {' < '.join(tree.names[j] for j in reversed(tree.path(i)))}" for i in candidates]
-        super().__init__(f"{key!r} names {len(candidates)} nodes; give a wnid:\n" + "\n".join(lines))
 
-    def __str__(self) -> str:  # KeyError would print the message repr'd, newlines escaped
-        return self.args[0]
+def positive_multiple_of_32(value: int, name: str) -> None:
+    if value <= 0 or value % 32:
+        raise ConfigError(f"{name}: {value} is not a positive multiple of 32")
+
+
+def at_least(low: int) -> Callable[[int, str], None]:
+    def check(value: int, name: str) -> None:
+        if value < low:
+            raise ConfigError(f"{name}: {value} must be >= {low}")
+    return check
+
+
+def _option(default: Any, flag: str, help: str, check: Callable[[Any, str], None] | None = None,
+            choices: Sequence[str] | None = None, unset: str | None = None) -> Any:
+    """A DetectorOptions field with its command-line flag, help, and the check both the CLI and the API apply;
+    `unset` says what a None default means."""
+    return field(default=default, metadata={"flag": flag, "help": help, "check": check, "choices": choices,
+                                            "unset": unset})
 
 
 @dataclass(frozen=True)
@@ -67,9 +81,9 @@ class DetectorOptions:
     Attributes:
         conf_threshold: minimum score = objectness * P(decided node) (darknet `detect`: .25).
         nms_iou: NMS IoU (darknet: .45).
-        nms_by: which boxes compete in NMS (`postprocess_tensors`): "root" (default: decided nodes under the same
-            tree root, so a "pentagon" and a "polygon" box on one figure are one object; flat models: per class),
-            "label" (darknet's per-class NMS) or "all".
+        nms_by: which boxes compete in NMS (`yolo9000.postprocess.DecisionScorer`): "root" (default: decided nodes
+            under the same tree root, so a "pentagon" and a "polygon" box on one figure are one object; flat models:
+            per class), "label" (darknet's per-class NMS) or "all".
         hier_threshold: the tree decision walk's threshold (darknet `-hier`: .5).
         mode: "paper" (multiply conditionals while above the threshold) or "darknet" (darknet's exact walk).
         max_depth: cap every decision at this depth (0 = roots); None for no cap.
@@ -81,39 +95,32 @@ class DetectorOptions:
         channels_last: run the network in channels_last memory format (faster convolutions on CPU and GPU).
     """
 
-    conf_threshold: float = 0.25
-    nms_iou: float = 0.45
-    nms_by: str = "root"
-    hier_threshold: float = 0.5
-    mode: str = "paper"
-    max_depth: int | None = None
-    size: int | None = None
-    max_detections: int = 100
-    batch_size: int = 8
-    amp: str = "off"
+    # Each option carries its command-line flag and help; `yolo9000.commands.options` generates the flags of
+    # `detect`, `query` and `eval` from these fields, so the vocabulary is written once, here.
+    conf_threshold: float = _option(0.25, "--conf", "score threshold: objectness x P(decided node)", unit_interval)
+    nms_iou: float = _option(0.45, "--nms", "NMS IoU threshold", unit_interval)
+    nms_by: str = _option("root", "--nms-by", "which boxes compete in NMS: decided nodes under one tree root, the "
+                          "same node (darknet's per-class NMS), or all", choices=NMS_GROUPINGS)
+    hier_threshold: float = _option(0.5, "--hier", "tree decision threshold (darknet -hier; lower = more specific)",
+                                    unit_interval)
+    mode: str = _option("paper", "--mode", "tree decision walk: the paper's product of conditionals, or darknet's "
+                        "exact rule", choices=DECIDE_MODES)
+    max_depth: int | None = _option(None, "--depth", "decide no deeper than this tree depth (0 = roots)",
+                                    at_least(0), unset="no cap")
+    size: int | None = _option(None, "--size", "input size, a multiple of 32", positive_multiple_of_32,
+                               unset="the config's")
+    max_detections: int = _option(100, "--max-detections", "detections kept per image", at_least(1))
+    batch_size: int = _option(8, "--batch", "images per forward pass", at_least(1))
+    amp: str = _option("off", "--amp", "bf16 autocast for the network", choices=("off", "bf16"))
     channels_last: bool = True
 
     def __post_init__(self) -> None:
-        if self.mode not in DECIDE_MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {DECIDE_MODES}")
-        if self.nms_by not in NMS_GROUPINGS:
-            raise ValueError(f"nms_by {self.nms_by!r} is not one of {NMS_GROUPINGS}")
-        if self.size is not None and (self.size <= 0 or self.size % 32):
-            raise ValueError(f"size {self.size} is not a positive multiple of 32")
-        if self.amp not in ("off", "bf16"):
-            raise ValueError(f"amp {self.amp!r} is not 'off' or 'bf16'")
-        if self.max_depth is not None and self.max_depth < 0:
-            raise ValueError(f"max_depth {self.max_depth} must be >= 0")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size {self.batch_size} must be >= 1")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; a named device must exist here (ConfigError naming it)."""
-    from yolo9000.distributed import select_device
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return select_device(str(device), flag="--device")
+        for f in dataclasses.fields(self):
+            value, check, choices = getattr(self, f.name), f.metadata.get("check"), f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(map(repr, choices))}")
+            if check is not None and value is not None:
+                check(value, f.name)
 
 
 def to_uint8_image(image: ImageInput) -> Tensor:
@@ -146,16 +153,18 @@ def to_uint8_image(image: ImageInput) -> Tensor:
     raise ValueError(f"unsupported image input of type {type(image).__name__} (path, PIL image, tensor or array)")
 
 
-def _flat_names(cfg: ModelConfig, num_classes: int, names: Sequence[str] | str | Path | None) -> list[str] | None:
+def _flat_names(num_classes: int, names: Sequence[str] | str | Path | None) -> list[str] | None:
     """Class names of a flat model: given, read from a file, COCO's for an 80-class model, else None."""
     if names is not None:
         if isinstance(names, (str, Path)):
+            if not Path(names).is_file():
+                raise ConfigError(f"names file {names} does not exist (one class name per line)")
             names = [ln.strip() for ln in Path(names).read_text().splitlines() if ln.strip()]
         names = list(names)
         if len(names) != num_classes:
-            raise ValueError(f"names: {len(names)} names for a model with {num_classes} classes")
+            raise ConfigError(f"names: {len(names)} names for a model with {num_classes} classes")
         return names
-    if num_classes == 80 and cfg.kind != "darknet19":
+    if num_classes == 80:
         try:
             coco = [ln.strip() for ln in darknet_file("coco.names").read_text().splitlines() if ln.strip()]
         except (FileNotFoundError, OSError):
@@ -170,25 +179,25 @@ class Detector:
     Args:
         model: a YOLODetector (raw output Float[B, A, 5+N, H, W]).
         config: the ModelConfig it was built from.
-        tree: the WordTree of a tree model, None for a flat one.
+        postprocess: its `PostProcess` (`yolo9000.builder.build_postprocess`); moved to `device` here.
         names: class names of a flat model (default "class<k>").
         device: "auto", "cpu", "cuda", ...
         random_weights: warn that detections are meaningless (once, at construction).
         **options: DetectorOptions fields.
     """
 
-    def __init__(self, model: torch.nn.Module, config: ModelConfig, tree: WordTree | None = None,
+    def __init__(self, model: torch.nn.Module, config: ModelConfig, postprocess: PostProcess,
                  names: Sequence[str] | None = None, device: str | torch.device = "auto",
                  random_weights: bool = False, **options: Any) -> None:
-        if config.kind == "darknet19":
+        if config.head == "classifier":
             raise ConfigError("model.kind: darknet19 is a classifier; the Detector needs a yolov2 or yolo9000 model")
         if options.get("size") is None:
             options["size"] = config.input_size
         self.options = DetectorOptions(**options)
         self.config = config
-        self.device = resolve_device(device)
-        self.tree = tree.to("cpu") if tree is not None else None          # names, paths, queries
-        self._device_tree = tree.to(self.device) if tree is not None else None  # postprocess
+        self.device = select_device(device, flag="--device")
+        self.tree = load_tree(config.tree)                                # names, paths, queries (CPU)
+        self.postprocess = postprocess.to(self.device)
         self.names = list(names) if names is not None else None
         self.random_weights = random_weights
         model = model.eval().to(self.device)
@@ -232,7 +241,7 @@ class Detector:
 
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
-            raise FileNotFoundError(f"run directory {run_dir} does not exist")
+            raise CheckpointError(f"run directory {run_dir} does not exist")
         weights = run_dir / checkpoint
         if not weights.exists():
             raise CheckpointError(f"{run_dir}: no {checkpoint} checkpoint (has this run saved one yet?)")
@@ -255,9 +264,8 @@ class Detector:
     @classmethod
     def _assemble(cls, model: torch.nn.Module, cfg: ModelConfig, names: Any, device: Any, random_weights: bool,
                   options: dict) -> Detector:
-        tree = load_tree(cfg.tree)
-        flat_names = None if tree is not None else _flat_names(cfg, model.num_classes, names)
-        return cls(model, cfg, tree, flat_names, device, random_weights, **options)
+        flat_names = None if cfg.tree is not None else _flat_names(model.num_classes, names)
+        return cls(model, cfg, build_postprocess(cfg), flat_names, device, random_weights, **options)
 
     # ------------------------------------------------------------------------------------------- inference
     def with_options(self, **options: Any) -> Detector:
@@ -315,11 +323,10 @@ class Detector:
             raw = self.forward_raw(batch)
             # Postprocess outside inference mode so the detections' tensors (`probs`) are ordinary tensors.
             with torch.no_grad():
-                out.extend(postprocess(raw, self.model.anchors, self.model.stride, self._device_tree, self.names,
-                                       conf_threshold=o.conf_threshold, nms_iou=o.nms_iou, nms_by=o.nms_by,
-                                       hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
-                                       max_detections=o.max_detections, letterbox=lb.to(self.device),
-                                       orig_sizes=sizes.to(self.device)))
+                out.extend(self.postprocess.detections(
+                    raw, self.names, conf_threshold=o.conf_threshold, nms_iou=o.nms_iou, nms_by=o.nms_by,
+                    hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
+                    max_detections=o.max_detections, letterbox=lb.to(self.device), orig_sizes=sizes.to(self.device)))
         return out
 
     def __call__(self, image: ImageInput) -> list[Detection]:
@@ -332,25 +339,19 @@ class Detector:
 
         Raises:
             AmbiguousNodeError: a name shared by several nodes (lists them with their paths).
-            KeyError: no such node.
+            KeyError: no such node (`wordtree.tree.NodeError` for a tree).
         """
         if self.tree is None:
             if isinstance(node, int) or str(node).isdigit():
                 index = int(node)
                 if not 0 <= index < self.model.num_classes:
-                    raise KeyError(f"class {index} out of range 0..{self.model.num_classes - 1}")
+                    raise NodeError(f"class {index} out of range 0..{self.model.num_classes - 1}")
                 return index
             names = [n.lower() for n in (self.names or [])]
             if str(node).lower() not in names:
-                raise KeyError(f"no class named {node!r}")
+                raise NodeError(f"no class named {node!r}")
             return names.index(str(node).lower())
-        matches = self.tree.resolve(node)
-        if not matches:
-            raise KeyError(f"{node!r} is neither a wnid, a name nor an index of this tree ({self.tree.num_nodes} "
-                           "nodes)")
-        if len(matches) > 1:
-            raise AmbiguousNodeError(str(node), matches, self.tree)
-        return matches[0]
+        return self.tree.resolve_one(node)
 
     def _detections(self, image_or_detections: ImageInput | Sequence[Detection]) -> list[Detection]:
         if isinstance(image_or_detections, (list, tuple)) and all(isinstance(d, Detection)
@@ -405,7 +406,8 @@ class Detector:
         """What the detector is: model kind, classes/tree, device, options (for JSON outputs)."""
         cfg = self.config
         return {"kind": cfg.kind, "tree": cfg.tree, "num_classes": self.model.num_classes,
-                "anchors": [[round(v, 5) for v in a] for a in self.model.anchors.tolist()], "device": str(self.device), "random_weights": self.random_weights,
+                "anchors": [[round(v, 5) for v in a] for a in self.postprocess.anchors.tolist()],
+                "device": str(self.device), "random_weights": self.random_weights,
                 "options": dataclasses.asdict(self.options)}
 
 

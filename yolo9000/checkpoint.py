@@ -19,15 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolo9000.errors import CheckpointError, NonFiniteStateError  # noqa: F401  (re-exported)
+
 CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or lacks a required key; the message names the file."""
-
-
-class NonFiniteStateError(CheckpointError):
-    """A state about to be saved holds non-finite parameters; the message names the tensor and the file kept."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from yolo9000.errors import USER_ERRORS
+
 # (subcommand, module, one-line help). Each module exposes `register(parser)` which adds arguments and sets
 # `func` via `parser.set_defaults(func=...)`; `func(args) -> int | None` is the exit status.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
@@ -26,8 +28,14 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+VOCABULARY = ("detect, query and eval share one vocabulary (yolo9000.api.DetectorOptions): --conf, --nms, --hier, "
+              "--mode, --depth, --max-detections, --batch, --size, --device, and --json [FILE] (JSON on stdout, or "
+              "written to FILE). --config and --data take a shipped name (yolo9000, tiny; shapes, coco) or a path. "
+              "A user error prints one line, 'yolo9000 COMMAND: error: ...', and exits 2.")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yolo9000", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="yolo9000", description=__doc__.splitlines()[0], epilog=VOCABULARY)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = None
     if argv:
@@ -61,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv else 2
     try:
         status = args.func(args)
+    except USER_ERRORS as err:  # a user mistake: one line naming the input; anything else is a bug (traceback)
+        command = " ".join(filter(None, (args.command, getattr(args, "data_command", None),
+                                         getattr(args, "tree_command", None))))
+        print(f"yolo9000 {command}: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -11,25 +11,57 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
+from yolo9000.errors import ConfigError  # noqa: F401  (re-exported)
 from yolo9000.yaml_io import parse_yaml, read_yaml
 
 
-class ConfigError(ValueError):
-    """A config key is unknown or its value is invalid; the message names the key."""
-
-
 # ----------------------------------------------------------------------------------------------------- sections
+class _Section:
+    """Validation shared by the sections: every Literal field holds one of its values, then the section's ranges.
+
+    It runs in `__post_init__`, so a config built in Python is checked like one read from YAML, once, here;
+    the code that uses a value does not check it again.
+    """
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            hint, value = hints[f.name], getattr(self, f.name)
+            if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+                choices = ", ".join(repr(a) for a in typing.get_args(hint))
+                raise ConfigError(f"{self.section}.{f.name}: {value!r} is not one of {choices}")
+        self.check()
+
+    def check(self) -> None:
+        """Ranges and relations between fields; raise ConfigError naming `section.key`."""
+
+    def _require(self, ok: bool, key: str, rule: str) -> None:
+        if not ok:
+            raise ConfigError(f"{self.section}.{key}: {getattr(self, key)!r} {rule}")
+
+
 @dataclass(frozen=True)
-class ModelConfig:
-    """Network architecture (paper section 2-4; darknet `yolov2.cfg`, `yolo9000.cfg`, `darknet19.cfg`)."""
+class ModelConfig(_Section):
+    """Network architecture (paper sections 2-4; darknet `yolov2.cfg`, `yolo9000.cfg`, `darknet19.cfg`).
+
+    A model is a trunk plus a head (`yolo9000.builder`): `kind` darknet19 is the classifier head, yolov2 and yolo9000
+    the region head; `tree` makes the classes WordTree nodes (YOLO9000's head), and then the class count is the
+    tree's, so `num_classes` is derived from it (`yolo9000.builder.resolve_model_config`).
+    """
+
+    section: ClassVar[str] = "model"
 
     kind: Literal["darknet19", "yolov2", "yolo9000"] = "yolov2"
-    num_classes: int = 80                 # flat classes, or tree nodes when `tree` is set
+    num_classes: int = 80                 # flat classes; with `tree` set, derived: the tree's node count
     tree: str | None = None               # path of a .tree/.json, "9k" for darknet's, or None for a flat model
+    trunk: str = "darknet19"              # "darknet19" (with width, depth) or "torchvision:<name>", e.g. resnet18
+    trunk_weights: str | None = None      # a torchvision trunk's state_dict file (nothing is downloaded)
     width: float = 1.0                    # channel multiplier (1.0 = the paper's network; tiny uses less)
     depth: Literal["full", "tiny"] = "full"
     anchors: tuple[tuple[float, float], ...] = (
@@ -39,10 +71,29 @@ class ModelConfig:
     input_size: int = 416                 # default square input; any multiple of 32 works
     stride: int = 32
 
+    def check(self) -> None:
+        self._require(self.stride == 32, "stride", "is not supported; every trunk here has stride 32")
+        self._require(self.width > 0, "width", "must be positive")
+        self._require(self.tree is not None or self.num_classes >= 1, "num_classes", "must be at least 1")
+        self._require(self.input_size > 0 and self.input_size % self.stride == 0, "input_size",
+                      f"is not a positive multiple of {self.stride}")
+        self._require(self.head_convs >= 0, "head_convs", "must be >= 0")
+        if self.head == "region":
+            self._require(len(self.anchors) > 0, "anchors", "is empty; a detector needs at least one anchor")
+            self._require(all(w > 0 and h > 0 for w, h in self.anchors), "anchors",
+                          "must be positive (w, h) pairs in grid units")
+
+    @property
+    def head(self) -> Literal["classifier", "region"]:
+        """The head `kind` names: Darknet-19's classifier (image logits) or the YOLOv2 region head."""
+        return "classifier" if self.kind == "darknet19" else "region"
+
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(_Section):
     """Region loss weights and rules (darknet_yolo9000.md section 4)."""
+
+    section: ClassVar[str] = "loss"
 
     coord: float = 1.0
     obj: float = 5.0
@@ -64,10 +115,19 @@ class LossConfig:
     classification_match: Literal["label", "objectness"] = "label"
     max_boxes: int | None = None          # None: keep every box; an int caps per image and logs the count dropped
 
+    def check(self) -> None:
+        for key in ("coord", "obj", "noobj", "cls", "prior", "prior_images"):
+            self._require(getattr(self, key) >= 0, key, "must be >= 0")
+        for key in ("ignore_iou", "classification_min_iou"):
+            self._require(0 <= getattr(self, key) <= 1, key, "must lie in [0, 1]")
+        self._require(self.max_boxes is None or self.max_boxes >= 1, "max_boxes", "must be >= 1 (or null: no cap)")
+
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Section):
     """What to train and evaluate on, and how batches are formed (darknet_yolo9000.md section 8)."""
+
+    section: ClassVar[str] = "data"
 
     dataset: str | None = None            # datasets/*.yaml descriptor
     det_per_batch: int = 2                # detection images per batch
@@ -85,10 +145,23 @@ class DataConfig:
     workers: int = 2
     class_map: str | None = None          # darknet .map, or a YAML of category -> wnid
 
+    def check(self) -> None:
+        for key in ("det_per_batch", "cls_per_batch", "workers", "min_box_size", "hue", "saturation", "exposure"):
+            self._require(getattr(self, key) >= 0, key, "must be >= 0")
+        self._require(self.det_per_batch + self.cls_per_batch >= 1, "det_per_batch",
+                      f"+ cls_per_batch {self.cls_per_batch} must be >= 1 (images per batch)")
+        self._require(len(self.multiscale) > 0 and all(s > 0 for s in self.multiscale), "multiscale",
+                      "must be a non-empty list of positive sizes")
+        self._require(self.multiscale_period >= 1, "multiscale_period", "must be >= 1")
+        self._require(self.eval_size > 0, "eval_size", "must be positive")
+        self._require(0 <= self.jitter < 1, "jitter", "must lie in [0, 1)")
+
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Section):
     """Optimisation and run bookkeeping (darknet [net] sections)."""
+
+    section: ClassVar[str] = "train"
 
     epochs: int = 1
     max_steps: int | None = None
@@ -118,6 +191,20 @@ class TrainConfig:
     freeze_bn: bool = False               # batch norm in eval mode (fixed statistics) for tiny per-device batches
     tensorboard: bool = True              # also write TensorBoard events under <run>/tb
 
+    def check(self) -> None:
+        for key in ("epochs", "subdivisions", "log_every"):
+            self._require(getattr(self, key) >= 1, key, "must be >= 1")
+        for key in ("lr", "weight_decay", "burn_in", "final_lr", "checkpoint_every"):
+            self._require(getattr(self, key) >= 0, key, "must be >= 0")
+        for key in ("max_steps", "max_seconds"):
+            self._require(getattr(self, key) is None or getattr(self, key) >= 0, key, "must be >= 0 (or null)")
+        self._require(0 <= self.momentum < 1, "momentum", "must lie in [0, 1)")
+        self._require(self.power > 0, "power", "must be > 0")
+        self._require(self.clip_grad_norm is None or self.clip_grad_norm > 0, "clip_grad_norm",
+                      "must be > 0 (or null: no clipping)")
+        self._require(self.schedule != "steps" or len(self.steps) == len(self.scales), "steps",
+                      f"has {len(self.steps)} entries but train.scales has {len(self.scales)}")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -125,6 +212,15 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        # Relations across sections: input sizes must give whole grid cells.
+        stride = self.model.stride
+        bad = [s for s in (*self.data.multiscale, self.data.eval_size) if s % stride]
+        if bad:
+            key = "data.eval_size" if bad[-1] == self.data.eval_size and bad[-1] not in self.data.multiscale \
+                else "data.multiscale"
+            raise ConfigError(f"{key}: {bad[0]} is not a multiple of model.stride {stride}")
 
 
 # ----------------------------------------------------------------------------------------------------- parsing
@@ -149,9 +245,7 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     if origin is Literal:
         if isinstance(value, bool) and ("on" if value else "off") in args:
             value = "on" if value else "off"   # YAML 1.1 reads a bare `off` (e.g. amp: off) as false
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(a) for a in args)}")
-        return value
+        return value                           # the section's __post_init__ checks it is one of `args`
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -238,7 +332,7 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def _read_with_base(path: Path, chain: tuple[Path, ...]) -> dict:
     """A config file's sections, laid over its `base:` file's (a path relative to it) when it names one."""
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     data = read_yaml(path, ConfigError, "a YAML config") or {}
     if not isinstance(data, dict):
@@ -258,15 +352,16 @@ def _read_with_base(path: Path, chain: tuple[Path, ...]) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (sections model/loss/data/train) and apply `key=value` overrides.
 
+    `path` is a file or the name of a config shipped in `yolo9000/configs` (`yolo9000`, `tiny`,
+    `stages/3_yolo9000_joint`).
+
     A file may start from another with `base: other.yaml` (relative to it): its sections are merged key by key
     over the base's, so a training-stage config names only what it adds to a model config.
     """
     data: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        data = _read_with_base(path, ())
+        from yolo9000.resources import config_file
+        data = _read_with_base(config_file(path), ())
     data = _merge(data, parse_overrides(overrides))
     return from_dict(Config, data)
 

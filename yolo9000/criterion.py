@@ -1,4 +1,4 @@
-"""What the training engine minimises, per model kind (paper sections 3 and 4).
+"""What the training engine minimises, per head (paper sections 3 and 4); `yolo9000.builder` picks one.
 
 * Detectors (YOLOv2, YOLO9000): `yolo9000.loss.RegionLoss`, which handles mixed batches of detection and
   classification images.
@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wordtree.tree import WordTree
-from yolo9000.config import LossConfig, ModelConfig
+from wordtree.tree import TreeBuffers, WordTree
+from yolo9000.config import LossConfig
 from yolo9000.data.collate import Batch
-from yolo9000.loss import RegionLoss
 
 
 class ClassifierLoss(nn.Module):
@@ -33,9 +32,8 @@ class ClassifierLoss(nn.Module):
     def __init__(self, cfg: LossConfig, tree: WordTree | None, num_classes: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.tree = tree
+        self.tree_buffers = TreeBuffers(tree) if tree is not None else None  # moves with the loss (`.to`)
         self.num_classes = num_classes
-        self._trees: dict[torch.device, WordTree] = {}
 
     def forward(self, logits: Tensor, batch: Batch, seen: int = 0) -> dict[str, Tensor]:
         """Terms of one batch.
@@ -53,10 +51,10 @@ class ClassifierLoss(nn.Module):
         labels = batch.labels[:, 0].to(logits.device)
         with torch.autocast(logits.device.type, enabled=False):
             logits = logits.float()
-            if self.tree is not None:
+            if self.tree_buffers is not None:
                 from wordtree.ops import tree_nll
 
-                nll = tree_nll(logits, labels, self._tree_on(logits.device))
+                nll = tree_nll(logits, labels, self.tree_buffers.tree)
             else:
                 nll = F.cross_entropy(logits, labels, ignore_index=-1, reduction="none")
         active = (labels >= 0).float()
@@ -65,28 +63,9 @@ class ClassifierLoss(nn.Module):
             cls_prob = ((-nll.detach()).exp() * active).sum() / active.sum().clamp(min=1)
         return {"cls": nll.sum() / B, "diag/cls_prob": cls_prob}
 
-    def _tree_on(self, device: torch.device) -> WordTree:
-        if device not in self._trees:
-            self._trees[device] = self.tree.to(device)
-        return self._trees[device]
-
     def total(self, terms: dict[str, Tensor]) -> Tensor:
         """The objective: the weighted class term."""
         return self.cfg.cls * terms["cls"]
-
-
-def build_criterion(model_cfg: ModelConfig, loss_cfg: LossConfig, model: nn.Module,
-                    tree: WordTree | None) -> nn.Module:
-    """The loss module for a model built from `model_cfg` (anchors, stride and class count read off the model).
-
-    Returns:
-        An nn.Module with `forward(output, batch, seen) -> dict[str, Tensor]` and `total(terms) -> Tensor`.
-    """
-    num_classes = int(model.num_classes)
-    if model_cfg.kind == "darknet19":
-        return ClassifierLoss(loss_cfg, tree, num_classes)
-    return RegionLoss(model.anchors.detach().clone(), loss_cfg, tree=tree,
-                      num_classes=None if tree is not None else num_classes, stride=int(model.stride))
 
 
 def loss_term_names(terms: dict[str, Tensor]) -> list[str]:

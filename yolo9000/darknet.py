@@ -23,8 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from wordtree.errors import TreeError
+from wordtree.io import load_tree
+from yolo9000.builder import build_model
 from yolo9000.config import ConfigError, ModelConfig
-from yolo9000.model.build import build_model, num_outputs, validate
+from yolo9000.errors import CfgError, DarknetError, WeightsError  # noqa: F401  (re-exported)
 from yolo9000.model.darknet19 import darknet19_layers, scale_channels
 from yolo9000.model.layers import ConvBNLeaky
 
@@ -50,18 +53,6 @@ LAYER_OPTIONS = {
 }
 DARKNET_9K_TREE = "9k.tree"
 DEFAULT_VERSION = (0, 2, 0)  # what darknet writes today: seen as uint64
-
-
-class DarknetError(ValueError):
-    """A darknet file is malformed or does not fit the network; the message names file, line or layer."""
-
-
-class CfgError(DarknetError):
-    """A `.cfg` problem; the message names the file, the line and the key."""
-
-
-class WeightsError(DarknetError):
-    """A `.weights` problem; the message states expected and actual sizes and the layer concerned."""
 
 
 # ----------------------------------------------------------------------------------------------------- .cfg parse
@@ -189,6 +180,12 @@ def _conv(filters: int, size: int, bn: bool) -> CfgSection:
     return _section("convolutional", filters=filters, size=size, stride=1, pad=1, activation="linear")
 
 
+def _num_outputs(cfg: ModelConfig) -> int:
+    """Class logits of the network: the tree's node count, else `num_classes` (what `classes=` must say)."""
+    tree = load_tree(cfg.tree)
+    return tree.num_nodes if tree is not None else cfg.num_classes
+
+
 def _fmt(x: float) -> str:
     return repr(float(x))  # shortest text that reads back to the same double
 
@@ -203,6 +200,8 @@ def cfg_layers(cfg: ModelConfig, tree_path: str | None = None) -> list[CfgSectio
     Returns:
         Sections whose convolutions correspond one to one, in order, with the model's `darknet_convs`.
     """
+    if cfg.trunk != "darknet19":
+        raise CfgError(f"model.trunk: {cfg.trunk} has no darknet cfg; only the darknet19 trunk is written")
     layers: list[CfgSection] = []
     trunk = darknet19_layers(cfg.depth)
     last_pool = max(i for i, spec in enumerate(trunk) if spec[0] == "max")
@@ -211,11 +210,11 @@ def cfg_layers(cfg: ModelConfig, tree_path: str | None = None) -> list[CfgSectio
             layers.append(_section("maxpool", size=size, stride=size))
         else:
             layers.append(_conv(scale_channels(filters, cfg.width), size, True))
-    n = num_outputs(cfg)
+    n = _num_outputs(cfg)
     tree = None
     if cfg.tree is not None:
         tree = tree_path or ("data/9k.tree" if cfg.tree == "9k" else cfg.tree)
-    if cfg.kind == "darknet19":
+    if cfg.head == "classifier":
         layers += [_conv(n, 1, False), _section("avgpool")]
         layers.append(_section("softmax", groups=1, **({"tree": tree} if tree else {})))
         return layers
@@ -338,19 +337,17 @@ def config_from_sections(sections: list[CfgSection], cfg_path: Path) -> ModelCon
         passthrough = "reorg" in types
         extra_convs = sum(t == "convolutional" for t in types[trunk_len:]) - 1  # minus the prediction conv
         head_convs = max(0, extra_convs - (1 if passthrough else 0))
-        cfg = ModelConfig(kind="yolo9000" if tree else "yolov2", num_classes=classes, tree=tree, width=width,
-                          depth=depth, anchors=anchors, passthrough=passthrough, head_convs=head_convs,
-                          input_size=width_px)
+        fields = dict(kind="yolo9000" if tree else "yolov2", num_classes=classes, tree=tree, anchors=anchors,
+                      passthrough=passthrough, head_convs=head_convs)
     else:
         convs = [s for s in layers if s.type == "convolutional"]
         softmax = next((s for s in layers if s.type == "softmax"), None)
         tree = _resolve_tree(softmax, "tree", cfg_path) if softmax is not None and softmax.has("tree") else None
-        cfg = ModelConfig(kind="darknet19", num_classes=convs[-1].get_int("filters", 1), tree=tree, width=width,
-                          depth=depth, input_size=width_px)
+        fields = dict(kind="darknet19", num_classes=convs[-1].get_int("filters", 1), tree=tree)
     try:
-        validate(cfg)
-        n = num_outputs(cfg)
-    except (ConfigError, FileNotFoundError) as err:
+        cfg = ModelConfig(width=width, depth=depth, input_size=width_px, **fields)
+        n = _num_outputs(cfg)
+    except (ConfigError, TreeError) as err:
         raise CfgError(f"{source}: the network it describes is not buildable: {err}") from None
     if cfg.tree is not None and n != cfg.num_classes:
         where = regions[-1].where("classes") if regions else source
@@ -365,7 +362,7 @@ def _check_layers(layers: list[CfgSection], cfg: ModelConfig, source: str) -> No
     if layers[-1].type == "cost" and expected[-1].type != "cost":  # training-only, after the softmax
         expected.append(_section("cost"))
     summary = (f"kind={cfg.kind} depth={cfg.depth} width={cfg.width:g}" +
-               (f" passthrough={cfg.passthrough} head_convs={cfg.head_convs}" if cfg.kind != "darknet19" else ""))
+               (f" passthrough={cfg.passthrough} head_convs={cfg.head_convs}" if cfg.head == "region" else ""))
     for index in range(max(len(layers), len(expected))):
         got = _signature(layers[index], index) if index < len(layers) else None
         want = _signature(expected[index], index) if index < len(expected) else None
@@ -537,7 +534,7 @@ def load_darknet_trunk(model: nn.Module, classifier_weights_path: str | Path) ->
     Anything else is an error: a trunk for another width or depth, a truncated file.
 
     Args:
-        model: a `YOLODetector` or `Darknet19Classifier` (anything with a `trunk` attribute).
+        model: a `YOLODetector` or `Classifier` on the darknet19 trunk (anything with a `trunk` attribute).
         classifier_weights_path: darknet `.weights` of the classifier.
     Returns:
         `seen` from the file's header (darknet resets it to 0 when training a detector from it).

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from yolo9000.config import ConfigError
+from yolo9000.device import select_device
 
 
 @dataclass(frozen=True)
@@ -34,44 +34,12 @@ class DistInfo:
         return self.world_size > 1
 
 
-def select_device(spec: str = "auto", local_rank: int = 0, flag: str = "train.device") -> torch.device:
-    """`auto`: CUDA (this process's local GPU) when present, else CPU; otherwise the named device, which must exist
-    here (ConfigError naming `flag` otherwise, instead of torch's error at the first tensor moved there)."""
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError, TypeError):
-        raise ConfigError(f"{flag}={spec!r} is not a device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"{flag}={spec} but CUDA is not available on this machine (use auto or cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"{flag}={spec} but this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"{flag}={spec} but MPS is not available on this machine (use auto or cpu)")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"{flag}={spec}: only cpu, cuda and mps devices are supported")
-    return device
-
-
-def device_argument(text: str) -> str:
-    """argparse `type` for `--device`: the spec unchanged when that device exists here (`auto` always does), so a
-    missing GPU is a usage error at parse time, before any model is built."""
-    import argparse
-    try:
-        select_device(text, flag="--device")
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
-
-
 def init_distributed(device_spec: str = "auto") -> DistInfo:
     """Join the process group torchrun describes in the environment, or return a single-process DistInfo."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = select_device(device_spec, local_rank)
+    device = select_device(device_spec, local_rank, flag="train.device")
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

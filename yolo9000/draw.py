@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from wordtree.tree import WordTree
-from yolo9000.decode import Detection
+from yolo9000.postprocess import Detection
 
 # Distinct, print-friendly colours (Tableau 10 and a few from Kelly's list), as RGB.
 PALETTE: tuple[tuple[int, int, int], ...] = (

@@ -38,18 +38,20 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from wordtree.io import load_tree
+from yolo9000.builder import build, build_model, resolve_config
 from yolo9000.checkpoint import (NonFiniteStateError, load_checkpoint, model_state, rng_state, save_checkpoint,
                                  set_rng_state)
 from yolo9000.config import Config, ConfigError, save_config, to_dict
-from yolo9000.criterion import build_criterion, loss_term_names
+from yolo9000.criterion import loss_term_names
 from yolo9000.data.collate import Batch
 from yolo9000.data.descriptor import DatasetDescriptor, load_descriptor
+from yolo9000.device import autocast, resolve_amp
 from yolo9000.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, wrap_model
+from yolo9000.errors import DatasetError
 from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.logging import RunLogger
-from yolo9000.model import build_model
 from yolo9000.optim import build_optimizer, build_scheduler
-from yolo9000.trees import load_tree
 
 CHECKPOINT_NAME = "last.pt"
 CONFIG_NAME = "config.yaml"
@@ -82,28 +84,6 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
-def resolve_amp(device: torch.device, amp: str) -> str:
-    """`train.amp` for `device`: "auto" becomes "bf16" where the hardware computes in bf16 (CPUs with AVX512-BF16
-    or AMX: 2-4x faster convolutions here; GPUs since Ampere), "fp16" on older GPUs, "off" elsewhere."""
-    if amp == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs CUDA (fp16 with a GradScaler); use train.amp=bf16 on CPU")
-    if amp not in ("off", "bf16", "fp16"):
-        raise ConfigError(f"train.amp: {amp!r} is not one of 'auto', 'off', 'bf16', 'fp16'")
-    return amp
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """The autocast context of `train.amp` ("auto", "off", "bf16", "fp16") on `device`."""
-    amp = resolve_amp(device, amp)
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
 def batchnorm_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
@@ -122,8 +102,6 @@ def initialise_from(model: nn.Module, path: str | Path, mode: str = "auto", log:
     """
     from yolo9000.model.load import WeightsError, load_weights
 
-    if mode not in ("auto", "full", "trunk"):
-        raise ConfigError(f"train.init_mode: {mode!r} is not one of 'auto', 'full', 'trunk'")
     if mode == "auto":
         try:
             report = load_weights(model, path)
@@ -169,36 +147,199 @@ def _check_labels_fit(parts: list, num_classes: int, source: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- trainer
+class NanGuard:
+    """The device-side NaN guard (module docstring): a sticky flag set by the first non-finite update, the step and
+    loss terms of that update, a multiplier that poisons every later loss, and the last good batch-norm statistics.
+
+    Nothing here reads a tensor on the host except `diverged()` and `first_bad()`, called on log and checkpoint
+    steps only.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, freeze_bn: bool) -> None:
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)
+        self.first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.poison = torch.ones((), device=device)
+        # Sized by the first batch's loss terms (total + each term), allocated in `accumulate`.
+        self.update_values: torch.Tensor | None = None
+        self.first_bad_terms: torch.Tensor | None = None
+        self.first_bad_values: torch.Tensor | None = None
+        self.tracked = [] if freeze_bn else [b for bn in batchnorm_modules(model) for b in bn.buffers()]
+        self.good = [b.detach().clone() for b in self.tracked]
+
+    def accumulate(self, values: torch.Tensor) -> None:
+        """Add one micro-batch's total and loss terms Float[1 + L] to the update being formed."""
+        if self.update_values is None:
+            self.update_values = torch.zeros_like(values)
+            self.first_bad_terms = torch.zeros_like(values, dtype=torch.bool)
+            self.first_bad_values = torch.zeros_like(values)
+        self.update_values += values
+
+    def check(self, step: int, info: DistInfo) -> torch.Tensor:
+        """Fold this update's values into the sticky flag; returns it (Bool[], on the device)."""
+        bad_terms = ~torch.isfinite(self.update_values)
+        if info.enabled:
+            # Every rank must skip the same updates: DDP averaged a rank's NaN into everyone's gradients.
+            bad_terms = bad_terms.float()
+            dist.all_reduce(bad_terms, op=dist.ReduceOp.MAX)
+            bad_terms = bad_terms > 0
+        newly = bad_terms.any() & ~self.bad
+        self.first_bad_step = torch.where(newly, step, self.first_bad_step)
+        self.first_bad_terms = torch.where(newly, bad_terms, self.first_bad_terms)
+        self.first_bad_values = torch.where(newly, self.update_values, self.first_bad_values)
+        self.bad = self.bad | bad_terms.any()
+        return self.bad
+
+    def commit(self) -> None:
+        """After the (possibly skipped) optimizer step: keep good statistics, poison later losses, start afresh."""
+        for good, current in zip(self.good, self.tracked):
+            good.copy_(torch.where(self.bad, good, current))
+        # After a bad step every later loss is made NaN, so a GradScaler skips those updates too.
+        self.poison = torch.where(self.bad, torch.nan, 1.0)
+        self.update_values.zero_()
+
+    def diverged(self) -> bool:
+        return bool(self.bad)
+
+    def restore_batchnorm(self) -> None:
+        for current, good in zip(self.tracked, self.good):
+            current.copy_(good)
+
+    def first_bad(self, names: list[str]) -> tuple[int, list[tuple[str, float]]]:
+        """The updates completed before the first bad one, and its non-finite terms with their values."""
+        flags, values = self.first_bad_terms.tolist(), self.first_bad_values.tolist()
+        return int(self.first_bad_step), [(n, v) for n, f, v in zip(names, flags, values) if f]
+
+
+class ScalarMeter:
+    """Logged values summed on the device between log steps: the total, each unweighted term, each diagnostic.
+
+    The first batch fixes the names (`loss`, `loss/<term>`, `diag/...`).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.loss_names: list[str] = []
+        self.diag_names: list[str] = []
+        self.names: list[str] = []
+        self.sum: torch.Tensor | None = None
+        self.count = 0
+        self.images = 0
+
+    def add(self, total: torch.Tensor, terms: dict[str, torch.Tensor], images: int) -> torch.Tensor:
+        """Add one micro-batch; returns its total and loss terms Float[1 + L] (what the NaN guard checks)."""
+        if self.sum is None:
+            self.loss_names = loss_term_names(terms)
+            self.diag_names = [n for n in terms if n not in self.loss_names]
+            self.names = ["loss"] + [f"loss/{n}" for n in self.loss_names] + self.diag_names
+            self.sum = torch.zeros(len(self.names), device=self.device)
+        values = torch.stack([total.detach().float()]
+                             + [terms[n].detach().float() for n in self.loss_names + self.diag_names])
+        self.sum += values
+        self.count += 1
+        self.images += images
+        return values[:1 + len(self.loss_names)]
+
+    def read(self, info: DistInfo) -> dict[str, float]:
+        """The means since the last read, averaged over ranks (a host sync), and a fresh start."""
+        values = all_reduce_mean(self.sum / max(self.count, 1), info).tolist()
+        self.sum.zero_()
+        self.count = self.images = 0
+        return dict(zip(self.names, values))
+
+
+class RunState:
+    """Where the run stands (step, seen, epoch), the data position after each step not yet verified finite (the
+    NaN guard rewinds to one of them), and the checkpoint: its contents, writing and resuming."""
+
+    def __init__(self, cfg: Config, run_dir: Path, info: DistInfo) -> None:
+        self.cfg, self.info = cfg, info
+        self.path = run_dir / CHECKPOINT_NAME
+        self.step = self.seen = self.epoch = 0
+        self.history: dict[int, dict[str, Any]] = {}
+        self.checkpoint: Path | None = None
+        self.unsaved = ""    # why a state was not saved (its weights were non-finite), once that happened
+
+    def record(self, sampler_state: dict[str, Any], epoch: int | None = None) -> None:
+        """The data position after the current step."""
+        epoch = int(sampler_state["epoch"]) if epoch is None else epoch
+        self.history[self.step] = {"sampler": sampler_state, "seen": self.seen, "epoch": epoch}
+
+    def forget_verified(self) -> None:
+        self.history = {s: p for s, p in self.history.items() if s >= self.step}
+
+    def save(self, parts: dict[str, Any], step: int | None = None) -> Path | None:
+        """Write the state after `step` (default: the current one); rank 0 only. `parts`: the objects with a
+        state_dict (model, optimizer, scheduler, and scaler when there is one). Returns the file written, or None
+        (another rank, or weights gone non-finite: then `unsaved` says why and the previous checkpoint stays)."""
+        step = self.step if step is None else step
+        if not self.info.is_main:
+            return None
+        position = self.history[step]
+        state = {"model": parts["model"].state_dict(), "optimizer": parts["optimizer"].state_dict(),
+                 "scheduler": parts["scheduler"].state_dict(), "sampler": position["sampler"], "rng": rng_state(),
+                 "step": step, "seen": position["seen"], "epoch": position["epoch"], "config": to_dict(self.cfg),
+                 "world_size": self.info.world_size}
+        if parts.get("scaler") is not None:
+            state["scaler"] = parts["scaler"].state_dict()
+        try:
+            self.checkpoint = save_checkpoint(state, self.path)
+        except NonFiniteStateError as err:
+            # Weights can go non-finite with finite losses (an overflowing update): never save them as good.
+            self.unsaved = str(err)
+            return None
+        return self.checkpoint
+
+    def resume(self, parts: dict[str, Any], loader: Any, log: Callable[[str], Any]) -> None:
+        """Load `<run>/last.pt` into `parts` and the loader; the model section of the config must match."""
+        state = load_checkpoint(self.path, map_location=self.info.device)
+        saved_model = (state.get("config") or {}).get("model")
+        if saved_model is not None:
+            diff = _first_difference(saved_model, to_dict(self.cfg)["model"], "model")
+            if diff:
+                raise ConfigError(f"{self.path} was trained with another model ({diff}); resume with the run's "
+                                  f"config.yaml or start a new run")
+        parts["model"].load_state_dict(model_state(state, self.path))
+        parts["optimizer"].load_state_dict(state["optimizer"])
+        parts["scheduler"].load_state_dict(state["scheduler"])
+        if parts.get("scaler") is not None and "scaler" in state:
+            parts["scaler"].load_state_dict(state["scaler"])
+        loader.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.step, self.seen, self.epoch = int(state["step"]), int(state["seen"]), int(state["epoch"])
+        if int(state.get("world_size", self.info.world_size)) != self.info.world_size:
+            log(f"resume: the checkpoint was written by {state['world_size']} processes, this run has "
+                f"{self.info.world_size}: batches are sliced differently from here on")
+        log(f"resume: {self.path} at step {self.step} ({self.seen} images seen, epoch {self.epoch})")
+
+
 class _Trainer:
-    """One training run; `run()` is the loop. Split into methods only to keep each piece readable."""
+    """One training run over model, criterion and optimizer; `run()` loops `train_one_epoch` until a stop."""
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool, dataset_overrides: list[str] | None,
                  log: Callable[[str], Any], info: DistInfo) -> None:
+        tc = cfg.train
+        if cfg.data.dataset is None:
+            raise ConfigError("data.dataset: no dataset descriptor given (e.g. --set data.dataset=shapes)")
+        cfg = resolve_config(cfg)  # what config.yaml records agrees with the model (num_classes of a tree)
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
         self.log = log if info.is_main else (lambda message: None)
-        tc = cfg.train
-        if tc.subdivisions < 1 or tc.log_every < 1 or tc.checkpoint_every < 0:
-            raise ConfigError("train.subdivisions and train.log_every must be >= 1, train.checkpoint_every >= 0")
-        if cfg.data.dataset is None:
-            raise ConfigError("data.dataset: no dataset descriptor given (e.g. --set data.dataset=datasets/x.yaml)")
         self.device = info.device
-        self.amp = resolve_amp(self.device, tc.amp)  # validated before anything heavy is built
-        self.autocast = lambda: autocast(self.device, self.amp)
+        self.amp = resolve_amp(self.device, tc.amp)  # checked before anything heavy is built
 
         random.seed(tc.seed), np.random.seed(tc.seed % 2**32), torch.manual_seed(tc.seed)
         self.tree = load_tree(cfg.model.tree)
         self.descriptor: DatasetDescriptor = load_descriptor(cfg.data.dataset, dataset_overrides)
-        self.loader = self._build_loader()
+        self.loader, self.counts = _build_loader(cfg, self.descriptor, self.tree, info)
         self.sampler = self.loader.batch_sampler
 
-        model = build_model(cfg.model)
+        model, criterion, _ = build(cfg)
         if tc.init and not resume:
             initialise_from(model, tc.init, tc.init_mode, self.log)
         model.to(self.device)
         if tc.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        self.criterion = build_criterion(cfg.model, cfg.loss, model, self.tree).to(self.device)
+        self.criterion = criterion.to(self.device)
         self.ddp_model = wrap_model(model, info)
         self.optimizer = build_optimizer(model, tc, fused=True)
         # Accumulation runs across epoch boundaries: the loader's batches form one stream.
@@ -207,74 +348,30 @@ class _Trainer:
         self.scheduler = build_scheduler(self.optimizer, tc, self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
 
-        self.step, self.seen, self.epoch = 0, 0, 0
+        self.state = RunState(cfg, run_dir, info)
         if resume:
-            self._resume()
+            self.state.resume(self._parts(), self.loader, self.log)
         self.model.train()
         for bn in batchnorm_modules(model) if tc.freeze_bn else []:
             bn.eval()
-        # The NaN guard's device state (module docstring): a sticky flag, the first bad step with its terms and
-        # values, the loss multiplier that poisons every later step, and the last good batch-norm statistics.
-        self._bad = torch.zeros((), dtype=torch.bool, device=self.device)
-        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
-        self._first_bad_terms = self._first_bad_values = None
-        self._poison = torch.ones((), device=self.device)
-        self._tracked = [] if tc.freeze_bn else [b for bn in batchnorm_modules(model) for b in bn.buffers()]
-        self._good = [b.detach().clone() for b in self._tracked]
-        # Data position and images seen after each step not yet verified finite (the guard rewinds to one).
-        self._history = {self.step: {"sampler": self.sampler.state_dict(), "seen": self.seen, "epoch": self.epoch}}
+        self.guard = NanGuard(model, self.device, tc.freeze_bn)
+        self.meter = ScalarMeter(self.device)
+        self.state.record(self.sampler.state_dict(), epoch=self.state.epoch)
+        self.micro = 0                     # micro-batches accumulated into the update being formed
+        self.grad_norm: torch.Tensor | None = None
+        self.scalars: dict[str, float] = {}
+        self.logged_step = self.state.step
+        self.data_wait = 0.0               # seconds waiting for the loader since the last log
+        self.start = self.interval_start = 0.0
+        self.logger: RunLogger | None = None
+        self.bar = None
 
-    # ------------------------------------------------------------------ setup
-    def _build_loader(self):
-        from yolo9000.data.loader import build_train_loader
+    def _parts(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
 
-        cfg, info = self.cfg, self.info
-        data_cfg = cfg.data
-        if cfg.model.kind == "darknet19":
-            # The classifier trains on classification images only (paper section 3); every slot of a batch is one.
-            data_cfg = replace(data_cfg, det_per_batch=0, cls_per_batch=data_cfg.det_per_batch + data_cfg.cls_per_batch)
-        loader = build_train_loader(self.descriptor, self.tree, data_cfg, seed=cfg.train.seed, rank=info.rank,
-                                    world_size=info.world_size)
-        parts = loader.dataset.parts
-        if cfg.model.kind == "darknet19" and not any(p.kind == "classification" for p in parts):
-            raise ConfigError(f"{self.descriptor.source}: model.kind=darknet19 trains on classification images, "
-                              "but the train split has none")
-        if self.tree is None:
-            _check_labels_fit(parts, cfg.model.num_classes, str(self.descriptor.source))
-        used = [p for p in parts if cfg.model.kind != "darknet19" or p.kind == "classification"]
-        self.counts = {p.kind: len(p) for p in used}
-        return loader
-
-    def _position(self) -> dict[str, Any]:
-        """Where the data stream stands after the current step (read while the loader is being iterated: its
-        state counts the batches handed out, not those its workers prefetched)."""
-        sampler = self.loader.state_dict()
-        return {"sampler": sampler, "seen": self.seen, "epoch": int(sampler["epoch"])}
-
-    def _resume(self) -> None:
-        path = self.run_dir / CHECKPOINT_NAME
-        state = load_checkpoint(path, map_location=self.device)
-        saved_model = (state.get("config") or {}).get("model")
-        if saved_model is not None:
-            diff = _first_difference(saved_model, to_dict(self.cfg)["model"], "model")
-            if diff:
-                raise ConfigError(f"{path} was trained with another model ({diff}); resume with the run's "
-                                  f"config.yaml or start a new run")
-        self.model.load_state_dict(model_state(state, path))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
-        self.loader.load_state_dict(state["sampler"])
-        set_rng_state(state["rng"])
-        self.step, self.seen, self.epoch = int(state["step"]), int(state["seen"]), int(state["epoch"])
-        if int(state.get("world_size", self.info.world_size)) != self.info.world_size:
-            self.log(f"resume: the checkpoint was written by {state['world_size']} processes, this run has "
-                     f"{self.info.world_size}: batches are sliced differently from here on")
-        self.log(f"resume: {path} at step {self.step} ({self.seen} images seen, epoch {self.epoch})")
-
-    # ------------------------------------------------------------------ hot path
-    def _forward_backward(self, batch: Batch, sync: bool) -> None:
+    # ------------------------------------------------------------------ one step
+    def forward_backward(self, batch: Batch, sync: bool) -> None:
+        """One micro-batch: forward, weighted loss, backward (gradients accumulate until `update`)."""
         batch = batch.to(self.device, non_blocking=True)
         images = batch.images
         if self.cfg.train.channels_last:
@@ -282,132 +379,79 @@ class _Trainer:
         # Gradients are all-reduced only on the last micro-batch of an update.
         quiet = self.ddp_model.no_sync() if self.info.enabled and not sync else contextlib.nullcontext()
         with quiet:
-            with self.autocast():
+            with autocast(self.device, self.amp):
                 output = self.ddp_model(images)
-            terms = self.criterion(output, batch, seen=self.seen)
-            total = self.criterion.total(terms) * self._poison
+            terms = self.criterion(output, batch, seen=self.state.seen)
+            total = self.criterion.total(terms) * self.guard.poison
             loss = total / self.cfg.train.subdivisions
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        if self._names is None:
-            # The first batch fixes the logged names: total, each unweighted term, each diagnostic.
-            self._loss_names = loss_term_names(terms)
-            self._diag_names = [n for n in terms if n not in self._loss_names]
-            self._names = ["loss"] + [f"loss/{n}" for n in self._loss_names] + self._diag_names
-            self._acc = torch.zeros(len(self._names), device=self.device)
-            self._update_values = torch.zeros(1 + len(self._loss_names), device=self.device)
-            self._first_bad_terms = torch.zeros_like(self._update_values, dtype=torch.bool)
-            self._first_bad_values = torch.zeros_like(self._update_values)
-        values = torch.stack([total.detach().float()]
-                             + [terms[n].detach().float() for n in self._loss_names + self._diag_names])
-        self._acc += values
-        self._acc_count += 1
-        self._update_values += values[:1 + len(self._loss_names)]
         images_seen = len(batch) * self.info.world_size
-        self.seen += images_seen
-        self._interval_images += images_seen
+        self.guard.accumulate(self.meter.add(total, terms, images_seen))
+        self.state.seen += images_seen
 
-    def _update(self) -> None:
-        bad_terms = ~torch.isfinite(self._update_values)
-        if self.info.enabled:
-            # Every rank must skip the same updates: DDP averaged a rank's NaN into everyone's gradients.
-            bad_terms = bad_terms.float()
-            dist.all_reduce(bad_terms, op=dist.ReduceOp.MAX)
-            bad_terms = bad_terms > 0
-        newly = bad_terms.any() & ~self._bad
-        self._first_bad = torch.where(newly, self.step, self._first_bad)
-        self._first_bad_terms = torch.where(newly, bad_terms, self._first_bad_terms)
-        self._first_bad_values = torch.where(newly, self._update_values, self._first_bad_values)
-        self._bad = self._bad | bad_terms.any()
+    def update(self) -> None:
+        """The optimizer step of the accumulated gradients (skipped on device once the guard has tripped)."""
+        bad = self.guard.check(self.state.step, self.info)
+        clip = self.cfg.train.clip_grad_norm
         params = [p for p in self.model.parameters() if p.grad is not None]
         if self.scaler is not None:
-            if self.cfg.train.clip_grad_norm:
+            if clip:
                 self.scaler.unscale_(self.optimizer)
-                self._grad_norm = nn.utils.clip_grad_norm_(params, self.cfg.train.clip_grad_norm, foreach=True)
+                self.grad_norm = nn.utils.clip_grad_norm_(params, clip, foreach=True)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            if self.cfg.train.clip_grad_norm:
-                self._grad_norm = nn.utils.clip_grad_norm_(params, self.cfg.train.clip_grad_norm, foreach=True)
-            self.optimizer.found_inf = self._bad.float()
+            if clip:
+                self.grad_norm = nn.utils.clip_grad_norm_(params, clip, foreach=True)
+            self.optimizer.found_inf = bad.float()
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        for good, current in zip(self._good, self._tracked):
-            good.copy_(torch.where(self._bad, good, current))
-        # After a bad step every later loss is made NaN, so a GradScaler skips those updates too.
-        self._poison = torch.where(self._bad, torch.nan, 1.0)
-        self._update_values.zero_()
-        self.step += 1
+        self.guard.commit()
+        self.state.step += 1
 
     # ------------------------------------------------------------------ bookkeeping
-    def _state(self, step: int, position: dict[str, Any]) -> dict[str, Any]:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "sampler": position["sampler"], "rng": rng_state(),
-                 "step": step, "seen": position["seen"], "epoch": position["epoch"], "config": to_dict(self.cfg),
-                 "world_size": self.info.world_size}
-        if self.scaler is not None:
-            state["scaler"] = self.scaler.state_dict()
-        return state
-
-    def _save(self, step: int | None = None) -> Path | None:
-        step = self.step if step is None else step
-        if not self.info.is_main:
-            return None
-        try:
-            return save_checkpoint(self._state(step, self._history[step]), self.run_dir / CHECKPOINT_NAME)
-        except NonFiniteStateError as err:
-            # Weights can go non-finite with finite losses (an overflowing update): never save them as good.
-            self._unsaved = str(err)
-            return None
-
     def _diverged(self) -> bool:
         """Read the sticky NaN flag (a host sync: only on log and checkpoint steps) and forget verified history."""
-        if bool(self._bad):
+        if self.guard.diverged():
             return True
-        self._history = {s: p for s, p in self._history.items() if s >= self.step}
+        self.state.forget_verified()
         return False
 
     def _stop_non_finite(self) -> tuple[str, str]:
-        step = int(self._first_bad)          # updates completed before the bad one
-        names = ["loss"] + self._loss_names
-        bad = [(n, v) for n, f, v in zip(names, self._first_bad_terms.tolist(), self._first_bad_values.tolist()) if f]
-        for current, good in zip(self._tracked, self._good):
-            current.copy_(good)
+        step, bad = self.guard.first_bad(["loss"] + self.meter.loss_names)
+        self.guard.restore_batchnorm()
         # Parameters and momentum are untouched since the bad step (skipped updates); rewind the schedule.
         self.scheduler.last_epoch = step
         for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                        self.scheduler.lr_lambdas):
             group["lr"] = base * factor(step)
-        saved = self._save(step)
-        self._checkpoint = saved or self._checkpoint
-        self.step, self.seen = step, self._history[step]["seen"]
+        saved = self.state.save(self._parts(), step)
+        self.state.step, self.state.seen = step, self.state.history[step]["seen"]
         terms = ", ".join(f"{n}={v}" for n, v in bad)
         where = f"; saved the last good state (step {step}) to {saved}" if saved else ""
-        if self._unsaved:
-            where = f"; the weights were already non-finite after step {step}: {self._unsaved}"
+        if self.state.unsaved:
+            where = f"; the weights were already non-finite after step {step}: {self.state.unsaved}"
         return "non_finite", f"non-finite loss at step {step + 1} ({terms}): training stopped{where}"
 
-    def _log_scalars(self, elapsed: float, wait: float) -> None:
-        values = all_reduce_mean(self._acc / max(self._acc_count, 1), self.info).tolist()
-        scalars = dict(zip(self._names, values))
-        steps = max(self.step - self._logged_step, 1)
+    def _log_scalars(self, elapsed: float) -> None:
+        steps = max(self.state.step - self.logged_step, 1)
+        images = self.meter.images
+        scalars = self.meter.read(self.info)
         scalars.update({
             "lr": self.optimizer.param_groups[0]["lr"],
-            "images_per_s": self._interval_images / max(elapsed, 1e-9),
-            "seen": self.seen,
-            "epoch": self.epoch,
+            "images_per_s": images / max(elapsed, 1e-9),
+            "seen": self.state.seen,
+            "epoch": self.state.epoch,
             "time/step": elapsed / steps,
-            "time/data_wait": wait / steps,
+            "time/data_wait": self.data_wait / steps,
         })
-        if self._grad_norm is not None:
-            scalars["grad_norm"] = float(self._grad_norm)
+        if self.grad_norm is not None:
+            scalars["grad_norm"] = float(self.grad_norm)
         if self.info.is_main:
-            self.logger.log(self.step, scalars)
+            self.logger.log(self.state.step, scalars)
         self.scalars = scalars
-        self._acc.zero_()
-        self._acc_count = 0
-        self._interval_images = 0
-        self._logged_step = self.step
+        self.logged_step = self.state.step
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{scalars['loss']:.4g}", img_s=f"{scalars['images_per_s']:.1f}")
 
@@ -417,103 +461,95 @@ class _Trainer:
         while True:
             start = time.perf_counter()
             batch = next(iterator, None)
-            self._wait += time.perf_counter() - start
+            self.data_wait += time.perf_counter() - start
             if batch is None:
                 return
             yield batch
 
+    def _finished(self) -> str | None:
+        tc = self.cfg.train
+        if self.state.step >= self.total_steps or (tc.max_steps is None and self.state.epoch >= tc.epochs):
+            return "max_steps" if tc.max_steps is not None else "epochs"
+        return None
+
     # ------------------------------------------------------------------ loop
+    def train_one_epoch(self) -> tuple[str, str] | None:
+        """Train until the epoch's batches run out (None) or the run must stop: (stop reason, message)."""
+        tc, state = self.cfg.train, self.state
+        self.sampler.set_epoch(state.epoch)
+        resumed_at, yielded = self.sampler.start, 0
+        for batch in self._batches():
+            yielded += 1
+            self.forward_backward(batch, sync=self.micro + 1 == tc.subdivisions)
+            self.micro += 1
+            if self.micro < tc.subdivisions:
+                continue
+            self.micro = 0
+            self.update()
+            state.record(self.loader.state_dict())
+            if self.bar is not None:
+                self.bar.update(1)
+            now = time.monotonic()
+            log_now = state.step % tc.log_every == 0 or state.step >= self.total_steps
+            checkpoint_now = tc.checkpoint_every > 0 and state.step % tc.checkpoint_every == 0
+            over_time = tc.max_seconds is not None and now - self.start >= tc.max_seconds
+            if self.info.enabled:
+                # Ranks must agree on stopping; they compare clocks only when they meet anyway (log steps).
+                over_time = log_now and self._any_rank(over_time)
+            # The NaN flag is read (a host sync) only when something would be logged or saved.
+            verify = log_now or checkpoint_now or over_time or state.step >= self.total_steps
+            if verify and self._diverged():
+                return self._stop_non_finite()
+            if log_now:
+                self._log_scalars(now - self.interval_start)
+                self.interval_start, self.data_wait = time.monotonic(), 0.0
+            if state.step >= self.total_steps:
+                return self._finished(), ""
+            if over_time:
+                return "max_seconds", ""
+            if checkpoint_now and state.save(self._parts()) is None and state.unsaved:
+                return "non_finite", f"the weights became non-finite with finite losses: {state.unsaved}"
+        if yielded == 0 and resumed_at == 0:
+            raise DatasetError(f"{self.descriptor.source}: epoch {state.epoch} produced no batch (every sample "
+                               "failed to load?)")
+        state.epoch += 1
+        return None
+
     def run(self) -> TrainResult:
-        tc, info = self.cfg.train, self.info
+        tc, info, state = self.cfg.train, self.info, self.state
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / CONFIG_NAME)
         # A resumed run drops what the dead run logged after its checkpoint: those steps are trained again.
         self.logger = RunLogger(self.run_dir, enabled=info.is_main, tensorboard=tc.tensorboard,
-                                resume_step=self.step if self.step > 0 else None)
-        self._names = None
-        self._acc_count = self._interval_images = 0
-        self._grad_norm = None
-        self._checkpoint: Path | None = None
-        self._unsaved = ""     # why a state was not saved (non-finite weights), when that happened
-        self.scalars: dict[str, float] = {}
-        self._logged_step = self.step
-        self._wait = 0.0
-        batch_images = (self.sampler.batch_size * tc.subdivisions * info.world_size)
+                                resume_step=state.step if state.step > 0 else None)
+        batch_images = self.sampler.batch_size * tc.subdivisions * info.world_size
         self.log(f"train: {self.cfg.model.kind} on {self.descriptor.name} ("
                  + ", ".join(f"{n} {k}" for k, n in self.counts.items()) + f" images), {self.total_steps} steps of "
                  f"{batch_images} images, device {self.device}" + (f", amp {self.amp}" if self.amp != "off" else "")
                  + (f", {info.world_size} processes" if info.enabled else "") + f", run dir {self.run_dir}")
         from tqdm import tqdm
-        self.bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True
+        self.bar = tqdm(total=self.total_steps, initial=state.step, desc="train", dynamic_ncols=True
                         ) if info.is_main and tc.progress else None
-        start = interval_start = time.monotonic()
-        stop, message, micro = None, "", 0
+        self.start = self.interval_start = time.monotonic()
+        stop, message = None, ""
         try:
             while stop is None:
-                if self.step >= self.total_steps or (tc.max_steps is None and self.epoch >= tc.epochs):
-                    stop = "max_steps" if tc.max_steps is not None else "epochs"
-                    break
-                self.sampler.set_epoch(self.epoch)
-                resumed_at = self.sampler.start
-                yielded = 0
-                for batch in self._batches():
-                    yielded += 1
-                    self._forward_backward(batch, sync=micro + 1 == tc.subdivisions)
-                    micro += 1
-                    if micro < tc.subdivisions:
-                        continue
-                    micro = 0
-                    self._update()
-                    self._history[self.step] = self._position()
-                    if self.bar is not None:
-                        self.bar.update(1)
-                    now = time.monotonic()
-                    log_now = self.step % tc.log_every == 0 or self.step >= self.total_steps
-                    checkpoint_now = tc.checkpoint_every > 0 and self.step % tc.checkpoint_every == 0
-                    over_time = tc.max_seconds is not None and now - start >= tc.max_seconds
-                    if info.enabled:
-                        # Ranks must agree on stopping; they compare clocks only when they meet anyway (log steps).
-                        over_time = log_now and self._any_rank(over_time)
-                    # The NaN flag is read (a host sync) only when something would be logged or saved.
-                    verify = log_now or checkpoint_now or over_time or self.step >= self.total_steps
-                    if verify and self._diverged():
-                        stop, message = self._stop_non_finite()
-                        break
-                    if log_now:
-                        self._log_scalars(now - interval_start, self._wait)
-                        interval_start, self._wait = time.monotonic(), 0.0
-                    if self.step >= self.total_steps:
-                        stop = "max_steps" if tc.max_steps is not None else "epochs"
-                        break
-                    if over_time:
-                        stop = "max_seconds"
-                        break
-                    if checkpoint_now:
-                        self._checkpoint = self._save() or self._checkpoint
-                        if self._unsaved:
-                            stop = "non_finite"
-                            message = f"the weights became non-finite with finite losses: {self._unsaved}"
-                            break
-                else:
-                    if yielded == 0 and resumed_at == 0:
-                        raise RuntimeError(f"{self.descriptor.source}: epoch {self.epoch} produced no batch (every "
-                                           "sample failed to load?)")
-                    self.epoch += 1
+                stop = self._finished()
+                if stop is None:
+                    stop, message = self.train_one_epoch() or (None, "")
         except KeyboardInterrupt:
-            stop, message = "interrupted", f"interrupted after step {self.step}"
-            for current, good in zip(self._tracked, self._good):
-                current.copy_(good)   # a half-done step may have moved the batch-norm statistics
-        seconds = time.monotonic() - start
+            stop, message = "interrupted", f"interrupted after step {state.step}"
+            self.guard.restore_batchnorm()   # a half-done step may have moved the batch-norm statistics
+        seconds = time.monotonic() - self.start
         if stop != "non_finite":
             if self._diverged():
                 stop, message = self._stop_non_finite()
             else:
-                if self._acc_count and self.step > self._logged_step:
-                    self._log_scalars(time.monotonic() - interval_start, self._wait)
-                self._checkpoint = self._save() or self._checkpoint
-                if self._unsaved:
-                    stop, message = "non_finite", f"the weights became non-finite with finite losses: {self._unsaved}"
+                if self.meter.count and state.step > self.logged_step:
+                    self._log_scalars(time.monotonic() - self.interval_start)
+                if state.save(self._parts()) is None and state.unsaved:
+                    stop, message = "non_finite", f"the weights became non-finite with finite losses: {state.unsaved}"
         if self.bar is not None:
             self.bar.close()
         self.logger.close(curves=True)
@@ -521,15 +557,35 @@ class _Trainer:
             message = {"max_steps": f"reached train.max_steps={tc.max_steps}",
                        "epochs": f"finished {tc.epochs} epoch(s)",
                        "max_seconds": f"used the train.max_seconds={tc.max_seconds} budget"}[stop]
-        self.log(f"train: stopped at step {self.step}: {message}; {self.seen} images seen, {seconds:.1f} s"
-                 + (f"; checkpoint {self._checkpoint}" if self._checkpoint and stop != "non_finite" else ""))
-        return TrainResult(self.run_dir, self.step, self.seen, seconds, self._checkpoint, stop, message,
+        self.log(f"train: stopped at step {state.step}: {message}; {state.seen} images seen, {seconds:.1f} s"
+                 + (f"; checkpoint {state.checkpoint}" if state.checkpoint and stop != "non_finite" else ""))
+        return TrainResult(self.run_dir, state.step, state.seen, seconds, state.checkpoint, stop, message,
                            dict(self.scalars))
 
     def _any_rank(self, flag: bool) -> bool:
         value = torch.tensor(float(flag), device=self.device)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value > 0)
+
+
+def _build_loader(cfg: Config, descriptor: DatasetDescriptor, tree: Any, info: DistInfo) -> tuple[Any, dict]:
+    """The training loader, and the image count of each kind it draws from."""
+    from yolo9000.data.loader import build_train_loader
+
+    data_cfg = cfg.data
+    if cfg.model.head == "classifier":
+        # The classifier trains on classification images only (paper section 3); every slot of a batch is one.
+        data_cfg = replace(data_cfg, det_per_batch=0, cls_per_batch=data_cfg.det_per_batch + data_cfg.cls_per_batch)
+    loader = build_train_loader(descriptor, tree, data_cfg, seed=cfg.train.seed, rank=info.rank,
+                                world_size=info.world_size)
+    parts = loader.dataset.parts
+    if cfg.model.head == "classifier" and not any(p.kind == "classification" for p in parts):
+        raise ConfigError(f"{descriptor.source}: model.kind=darknet19 trains on classification images, "
+                          "but the train split has none")
+    if tree is None:
+        _check_labels_fit(parts, cfg.model.num_classes, str(descriptor.source))
+    used = [p for p in parts if cfg.model.head != "classifier" or p.kind == "classification"]
+    return loader, {p.kind: len(p) for p in used}
 
 
 def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, dataset_overrides: list[str] | None = None,

@@ -12,17 +12,21 @@ import contextlib
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
-from torchvision.ops import batched_nms
 
+from wordtree.io import load_tree
+from wordtree.ops import absolute_probs, decide, grouped_log_softmax
 from wordtree.tree import WordTree
 from yolo9000.decode import decode
+from yolo9000.device import autocast
+from yolo9000.errors import ConfigError, DatasetError
+from yolo9000.postprocess import Kept, PostProcess
 
 
 @dataclass(frozen=True)
@@ -161,72 +165,20 @@ def ancestor_rate(decided: Tensor, labels: Tensor, tree: WordTree) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- detection scoring
-def category_scores(raw: Tensor, anchors: Tensor, stride: int, tree: WordTree | None,
-                    category_nodes: Tensor) -> tuple[Tensor, Tensor]:
-    """Boxes and per-category scores of every prediction, darknet's validation rule with a class map.
+def coco_results(kept: Kept, category_ids: Sequence[int], image_ids: Tensor) -> list[dict[str, Any]]:
+    """COCO result dicts of detections kept with a `CategoryScorer` (labels are category indices).
 
     Args:
-        raw: Float[B, A, 5+N, H, W] network output.
-        anchors: Float[A, 2] grid units.
-        stride: pixels per cell.
-        tree: the WordTree for a tree model, None for a flat one.
-        category_nodes: Long[K] tree node (or flat class) of each evaluated category.
-
-    Returns:
-        boxes Float[B, P, 4] xyxy input pixels and scores Float[B, P, K] = objectness * P(node_k), P = A*H*W.
+        kept: from `PostProcess` with `categories(...)`, boxes in original pixels.
+        category_ids: the K COCO category ids, in the scorer's order.
+        image_ids: Long[B] COCO image id of each batch image.
     """
-    dec = decode(raw.float(), anchors, stride)
-    B = raw.shape[0]
-    logits = dec.class_logits.reshape(B, -1, dec.class_logits.shape[-1])
-    if tree is None:
-        probs = logits.softmax(dim=-1)
-    else:
-        from wordtree.ops import absolute_probs, grouped_log_softmax
-        probs = absolute_probs(grouped_log_softmax(logits, tree), tree)
-    scores = dec.objectness.reshape(B, -1, 1) * probs[..., category_nodes.to(raw.device)]
-    return dec.boxes.reshape(B, -1, 4), scores
-
-
-def coco_detections(boxes: Tensor, scores: Tensor, category_ids: Sequence[int], image_ids: Tensor,
-                    letterbox: Tensor, orig_sizes: Tensor, conf_threshold: float = 0.005, nms_iou: float = 0.45,
-                    max_detections: int = 100) -> list[dict[str, Any]]:
-    """Threshold, per-class NMS and top-`max_detections` per image, mapped back to original pixels as COCO results.
-
-    Args:
-        boxes: Float[B, P, 4] xyxy input pixels.
-        scores: Float[B, P, K].
-        category_ids: K COCO category ids.
-        image_ids: Long[B].
-        letterbox: Float[B, 3] (scale, pad_x, pad_y): input = original * scale + pad.
-        orig_sizes: Long[B, 2] (height, width).
-        conf_threshold: minimum score (darknet's validation uses .005).
-        nms_iou: IoU above which a lower-scoring box of the same image and category is removed.
-        max_detections: per image, as COCOeval's maxDets=100.
-
-    Returns:
-        A list of COCO result dicts.
-    """
-    b_idx, p_idx, k_idx = (scores > conf_threshold).nonzero(as_tuple=True)
-    if b_idx.numel() == 0:
-        return []
-    cand_scores = scores[b_idx, p_idx, k_idx]
-    num_cats = scores.shape[-1]
-    scale, pad = letterbox[b_idx, 0:1], letterbox[b_idx, 1:3].repeat(1, 2)
-    cand_boxes = (boxes[b_idx, p_idx] - pad) / scale
-    h, w = orig_sizes[b_idx, 0:1].float(), orig_sizes[b_idx, 1:2].float()
-    limits = torch.cat([w, h, w, h], dim=1)
-    cand_boxes = torch.minimum(cand_boxes.clamp(min=0), limits)
-    keep = batched_nms(cand_boxes, cand_scores, b_idx * num_cats + k_idx, nms_iou)   # sorted by score, descending
-    keep = keep[torch.argsort(b_idx[keep], stable=True)]                              # group by image, keep order
-    kb = b_idx[keep]
-    first = torch.searchsorted(kb, kb, right=False)                                  # start of each image's run
-    keep = keep[(torch.arange(len(kb), device=kb.device) - first) < max_detections]
-    xyxy = cand_boxes[keep]
+    xyxy = kept.boxes
     xywh = torch.cat([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], dim=1).tolist()
-    cats = torch.as_tensor(list(category_ids))[k_idx[keep].cpu()].tolist()
-    ids = image_ids[b_idx[keep]].tolist()
+    cats = torch.as_tensor(list(category_ids))[kept.labels.cpu()].tolist()
+    ids = image_ids[kept.image.cpu()].tolist()
     return [{"image_id": i, "category_id": c, "bbox": [round(v, 2) for v in box], "score": s}
-            for i, c, box, s in zip(ids, cats, xywh, cand_scores[keep].tolist())]
+            for i, c, box, s in zip(ids, cats, xywh, kept.scores.tolist())]
 
 
 # ----------------------------------------------------------------------------------------------- running a model
@@ -245,8 +197,22 @@ def _model_device(model: torch.nn.Module, device: torch.device | str | None) -> 
     return param.device if param is not None else torch.device("cpu")
 
 
+def _outputs(model: torch.nn.Module, loader: Any, cfg: Any, device: torch.device,
+             progress: str | None) -> Iterator[tuple[Any, Tensor]]:
+    """(batch, raw float32 output) over a loader, the model in eval mode meanwhile; a tqdm bar titled `progress`."""
+    was_training = model.training
+    model.eval()
+    if progress:
+        from tqdm import tqdm
+        loader = tqdm(loader, desc=progress, dynamic_ncols=True)
+    try:
+        for batch in loader:
+            yield batch, _forward(model, batch.images, cfg, device)
+    finally:
+        model.train(was_training)
+
+
 def _forward(model: torch.nn.Module, images: Tensor, cfg: Any, device: torch.device) -> Tensor:
-    from yolo9000.engine import autocast
     images = images.to(device, non_blocking=True)
     if cfg.train.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -275,7 +241,7 @@ def detection_ground_truth(descriptor: Any, split: str, tree: WordTree | None
 
     specs = descriptor.split(split).detection
     if not specs:
-        raise ValueError(f"{descriptor.source}: split {split!r} has no detection images to evaluate on")
+        raise DatasetError(f"{descriptor.source}: split {split!r} has no detection images to evaluate on")
     if len(specs) == 1 and specs[0].format == "coco":
         coco = load_coco(specs[0].annotations)
         categories = [(c["id"], c["name"]) for c in sorted(coco.dataset.get("categories", []), key=lambda c: c["id"])]
@@ -311,11 +277,13 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
                        groups: Mapping[str, Sequence[int]] | None = None, train_split: str | None = None,
                        batch_size: int = 8, conf_threshold: float = 0.005, nms_iou: float = 0.45,
                        device: torch.device | str | None = None, progress: bool = False,
-                       dataset_overrides: Sequence[str] | None = None) -> dict[str, Any]:
+                       dataset_overrides: Sequence[str] | None = None,
+                       postprocess: PostProcess | None = None) -> dict[str, Any]:
     """COCO mAP of a detector on a dataset split, through the real COCOeval (darknet's validation scoring).
 
-    Every box is scored for every evaluated category k as objectness * P(node_k) (`category_scores`: absolute tree
-    probability for tree models, softmax for flat ones), then per-category NMS and the top 100 per image.
+    Every box is scored for every evaluated category k as objectness * P(node_k) (`PostProcess` with a
+    `CategoryScorer`: absolute tree probability for tree models, softmax for flat ones), then per-category NMS and
+    the top 100 per image.
 
     Args:
         model: a YOLOv2 / YOLO9000 detector (or its DDP wrapper); put in eval mode here.
@@ -332,6 +300,7 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
         device: where to run (default: the model's device).
         progress: show a tqdm bar.
         dataset_overrides: `key=value` edits of the descriptor when a path is given.
+        postprocess: the model's PostProcess (default: built from `cfg.model`).
     Returns:
         {"map": mAP@[.5:.95], "map50": mAP@.5, "images": evaluated images, "detections": kept boxes,
          "size": input size, "split": split,
@@ -339,14 +308,12 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
          "groups": {name: {"map", "map50", "categories": [ids]}} (when groups or train_split are given),
          "unmapped": [category names without a node]}.
     """
+    from yolo9000.builder import build_postprocess
     from yolo9000.data.loader import build_eval_loader
-    from yolo9000.distributed import unwrap
-    from yolo9000.trees import load_tree
 
-    net = unwrap(model)
-    if not hasattr(net, "anchors"):
-        raise ValueError(f"evaluate_detection: {type(net).__name__} has no anchors (a classifier?); use "
-                         "evaluate_classification")
+    postprocess = postprocess or build_postprocess(cfg.model)
+    if postprocess is None:
+        raise ConfigError("evaluate_detection: model.kind darknet19 is a classifier; use evaluate_classification")
     descriptor = _descriptor(descriptor, dataset_overrides)
     tree = load_tree(cfg.model.tree)
     device = _model_device(model, device)
@@ -355,30 +322,22 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     if categories is not None:
         unknown = sorted(set(categories) - set(names))
         if unknown:
-            raise ValueError(f"evaluate_detection: category id {unknown[0]} is not in the ground truth of "
+            raise DatasetError(f"evaluate_detection: category id {unknown[0]} is not in the ground truth of "
                              f"{descriptor.source} split {split!r} (ids: {sorted(names)[:20]})")
         mapping = {int(c): int(n) for c, n in categories.items()}
     cat_ids = sorted(mapping)
     if not cat_ids:
-        raise ValueError(f"evaluate_detection: no category of {descriptor.source} split {split!r} maps to a "
+        raise DatasetError(f"evaluate_detection: no category of {descriptor.source} split {split!r} maps to a "
                          "node of the model (give `categories`)")
-    nodes = torch.tensor([mapping[c] for c in cat_ids], device=device)
+    postprocess = postprocess.to(device)
+    scorer = postprocess.categories(torch.tensor([mapping[c] for c in cat_ids], device=device))
     loader = build_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
-    was_training = model.training
-    model.eval()
-    anchors, stride = net.anchors, int(net.stride)
     detections, image_ids = [], []
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(loader, desc=f"eval {split}", dynamic_ncols=True)
-    for batch in batches:
-        raw = _forward(model, batch.images, cfg, device)
-        boxes, scores = category_scores(raw, anchors, stride, tree, nodes)
-        detections += coco_detections(boxes, scores, cat_ids, batch.image_ids, batch.letterbox.to(device),
-                                      batch.orig_sizes.to(device), conf_threshold, nms_iou)
+    for batch, raw in _outputs(model, loader, cfg, device, f"eval {split}" if progress else None):
+        kept = postprocess(raw, scorer, conf_threshold=conf_threshold, nms_iou=nms_iou, max_detections=100,
+                           letterbox=batch.letterbox.to(device), orig_sizes=batch.orig_sizes.to(device))
+        detections += coco_results(kept, cat_ids, batch.image_ids)
         image_ids += batch.image_ids.tolist()
-    model.train(was_training)
     metrics = coco_map(gt, detections, cat_ids, image_ids)
     per_class = {}
     for c in cat_ids:
@@ -410,14 +369,12 @@ def skipped_images(loader: Any) -> dict[str, Any]:
     return {"count": sum(kinds.values()), "kinds": kinds, "first": first}
 
 
-def _image_logits(model: torch.nn.Module, raw: Tensor) -> Tensor:
+def _image_logits(cfg: Any, raw: Tensor) -> Tensor:
     """Per-image class logits Float[B, N]: a classifier's output, or a detector's prediction with the highest
     objectness (the box the image's object most likely is)."""
     if raw.ndim == 2:
         return raw
-    from yolo9000.distributed import unwrap
-    net = unwrap(model)
-    dec = decode(raw, net.anchors, int(net.stride))
+    dec = decode(raw, torch.tensor(cfg.model.anchors), cfg.model.stride)
     B = raw.shape[0]
     best = dec.objectness.reshape(B, -1).argmax(dim=1)
     logits = dec.class_logits.reshape(B, -1, dec.class_logits.shape[-1])
@@ -444,7 +401,6 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
         "ancestor_rate".
     """
     from yolo9000.data.loader import build_classification_eval_loader
-    from yolo9000.trees import load_tree
 
     descriptor = _descriptor(descriptor, dataset_overrides)
     tree = load_tree(cfg.model.tree)
@@ -452,32 +408,24 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
     size = size or cfg.data.eval_size
     if leaves is not None and not isinstance(leaves, Tensor):
         if tree is None:
-            raise ValueError("evaluate_classification: a leaf set of wnids needs a tree model")
+            raise ConfigError("evaluate_classification: a leaf set of wnids needs a tree model")
         missing = [w for w in leaves if w not in tree]
         if missing:
-            raise ValueError(f"evaluate_classification: leaf wnid {missing[0]} is not in the tree")
+            raise ConfigError(f"evaluate_classification: leaf wnid {missing[0]} is not in the tree")
         leaves = torch.tensor([tree.index(w) for w in leaves])
     loader = build_classification_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
-    was_training = model.training
-    model.eval()
     probs, decided, labels = [], [], []
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(loader, desc=f"eval {split} (classification)", dynamic_ncols=True)
-    for batch in batches:
-        logits = _image_logits(model, _forward(model, batch.images, cfg, device))
+    for batch, raw in _outputs(model, loader, cfg, device, f"eval {split} (classification)" if progress else None):
+        logits = _image_logits(cfg, raw)
         if tree is None:
             probs.append(logits.softmax(dim=-1).cpu())
         else:
-            from wordtree.ops import absolute_probs, decide, grouped_log_softmax
             log_cond = grouped_log_softmax(logits, tree)
             probs.append(absolute_probs(log_cond, tree).cpu())
             decided.append(decide(log_cond.exp(), tree, hier_threshold).node.cpu())
         labels.append(batch.labels[:, 0])
-    model.train(was_training)
     if not labels:
-        raise ValueError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
+        raise DatasetError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
     all_probs, all_labels = torch.cat(probs), torch.cat(labels)
     top = topk_accuracy(all_probs, all_labels, tree, ks=(1, 5), leaves=leaves)
     result: dict[str, Any] = {"images": len(all_labels), "top1": top[1], "top5": top[5], "size": size, "split": split,

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wordtree.tree import WordTree
+from wordtree.tree import TreeBuffers, WordTree
 from yolo9000.assign import assign_classification, assign_detection
 from yolo9000.config import LossConfig
 from yolo9000.data.collate import Batch
@@ -103,32 +103,20 @@ class RegionLoss(nn.Module):
                  num_classes: int | None = None, stride: int = 32) -> None:
         super().__init__()
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
-        if anchors.ndim != 2 or anchors.shape[1] != 2 or anchors.shape[0] == 0:
-            raise ValueError(f"RegionLoss: anchors must be Float[A, 2] (w, h) pairs, got {tuple(anchors.shape)}")
         if tree is None and num_classes is None:
             raise ValueError("RegionLoss: give a tree (hierarchical model) or num_classes (flat model)")
         if tree is not None and num_classes is not None and num_classes != tree.num_nodes:
             raise ValueError(f"RegionLoss: num_classes={num_classes} but the tree has {tree.num_nodes} nodes")
-        if cfg.classification_objectness not in ("paper", "darknet"):
-            raise ValueError(f"loss.classification_objectness: {cfg.classification_objectness!r} is not "
-                             f"'paper' or 'darknet'")
-        if cfg.classification_match not in ("label", "objectness"):
-            raise ValueError(f"loss.classification_match: {cfg.classification_match!r} is not "
-                             f"'label' or 'objectness'")
         self.register_buffer("anchors", anchors)
         self.cfg = cfg
-        self.tree = tree
+        self.tree_buffers = TreeBuffers(tree) if tree is not None else None  # moves with the loss (`.to`)
         self.num_classes = tree.num_nodes if tree is not None else int(num_classes)
         self.stride = stride
-        self._trees: dict[torch.device, WordTree] = {}
 
-    def _tree_on(self, device: torch.device) -> WordTree | None:
-        """The tree with its tensors on `device`, cached (moving 9418-node tensors every step is wasteful)."""
-        if self.tree is None:
-            return None
-        if device not in self._trees:
-            self._trees[device] = self.tree.to(device)
-        return self._trees[device]
+    @property
+    def tree(self) -> WordTree | None:
+        """The WordTree on this module's device, or None for a flat model."""
+        return self.tree_buffers.tree if self.tree_buffers is not None else None
 
     def total(self, terms: dict[str, Tensor]) -> Tensor:
         """`weighted_total(terms, self.cfg)`."""
@@ -171,7 +159,7 @@ class RegionLoss(nn.Module):
         B, A, _, H, W = raw.shape
         P = A * H * W
         device = raw.device
-        tree = self._tree_on(device)
+        tree = self.tree
         is_det = batch.is_detection.to(device)
         labels = batch.labels.to(device)
         first_label = labels[:, 0] if labels.shape[1] else torch.full((B,), -1, dtype=torch.long, device=device)

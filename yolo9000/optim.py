@@ -31,8 +31,6 @@ def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
     Returns:
         The factor; the learning rate is `cfg.lr * factor`.
     """
-    if len(cfg.scales) != len(cfg.steps) and cfg.schedule == "steps":
-        raise ValueError(f"train.steps has {len(cfg.steps)} entries but train.scales has {len(cfg.scales)}")
     if cfg.burn_in > 0 and step < cfg.burn_in:
         # Darknet evaluates the ramp with the 1-based batch number, so the first update is not at rate 0.
         return ((step + 1) / cfg.burn_in) ** BURN_IN_POWER
@@ -69,8 +67,6 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> 
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=(cfg.momentum, 0.999),
                                  fused=fused or None)
-    if cfg.optimizer != "sgd":
-        raise ValueError(f"train.optimizer: {cfg.optimizer!r} is not 'sgd' or 'adamw'")
     return torch.optim.SGD([g for g in groups if g["params"]], lr=cfg.lr, momentum=cfg.momentum,
                            fused=fused or None)
 

@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from yolo9000.errors import ReferenceDataError  # noqa: F401  (re-exported)
+
 DARKNET_DATA_FILES = (
     "9k.tree", "9k.names", "9k.labels", "coco9k.map", "inet9k.map", "coco.names",
     "imagenet.labels.list", "imagenet.shortnames.list",
@@ -33,10 +35,6 @@ noun.shape noun.state noun.substance noun.time verb.body verb.change verb.cognit
 verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception
 verb.possession verb.social verb.stative verb.weather adj.ppl""".split()
 _LEX_CATEGORY = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
-
-
-class ReferenceDataError(RuntimeError):
-    """Reference data is missing and could not be fetched; the message says what to do instead."""
 
 
 def data_home() -> Path:

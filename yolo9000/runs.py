@@ -18,11 +18,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from yolo9000.errors import RunLockedError
+
 LOCK_NAME = ".lock"
-
-
-class RunLockedError(RuntimeError):
-    """Another process holds the run folder; the message names the folder and the holder's pid."""
 
 
 class RunLock:

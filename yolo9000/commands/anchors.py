@@ -9,10 +9,10 @@ The last line is the IoU anchors as a `--set` override.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from yolo9000.anchors import KMeansResult, kmeans_anchors, to_grid_units
+from yolo9000.errors import ConfigError
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -34,27 +34,19 @@ def _anchor_text(result: KMeansResult, size: int, stride: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yolo9000.data.descriptor import DescriptorError, box_sizes, load_descriptor
+    from yolo9000.data.descriptor import box_sizes, load_descriptor
 
     if args.size <= 0 or args.stride <= 0 or args.size % args.stride:
-        print(f"yolo9000 anchors: --size {args.size} is not a positive multiple of --stride {args.stride}",
-              file=sys.stderr)
-        return 2
-    try:
-        descriptor = load_descriptor(args.data, args.set)
-        wh = box_sizes(descriptor, args.split)
-    except (DescriptorError, FileNotFoundError, ValueError) as err:
-        print(f"yolo9000 anchors: {err}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--size {args.size} is not a positive multiple of --stride {args.stride}")
+    descriptor = load_descriptor(args.data, args.set)
+    wh = box_sizes(descriptor, args.split)
     valid = (wh > 0).all(dim=1)
     dropped = int((~valid).sum())
     wh = wh[valid]
     print(f"{args.data}: {len(wh)} boxes in split {args.split!r}"
           + (f" ({dropped} with zero width or height left out)" if dropped else ""))
     if len(wh) < args.k:
-        print(f"yolo9000 anchors: --k {args.k} needs at least {args.k} boxes, the split has {len(wh)}",
-              file=sys.stderr)
-        return 2
+        raise ConfigError(f"--k {args.k} needs at least {args.k} boxes, the split has {len(wh)}")
     grid = args.size // args.stride
     print(f"k={args.k}, input {args.size}x{args.size} ({grid}x{grid} grid), seed {args.seed}")
     results = {}

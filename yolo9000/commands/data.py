@@ -11,14 +11,9 @@ Exit codes: 0 ok, 1 `check` found errors, 2 bad input (message on stderr).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-
-from wordtree.tree import TreeError
-from yolo9000.config import ConfigError
-from yolo9000.reference import ReferenceDataError
-
-USER_ERRORS = (ConfigError, TreeError, ReferenceDataError, FileNotFoundError, ValueError, KeyError)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +31,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     _descriptor_args(check)
     check.add_argument("--split", action="append", help="split to scan (repeatable; default: every split)")
     check.add_argument("--workers", type=int, default=2, help="processes decoding images (default 2)")
-    check.add_argument("--json", type=Path, help="also write the report as JSON here")
+    check.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                       help="the report as JSON: on stdout instead of the text, or written to FILE")
     check.set_defaults(func=run_check)
 
     pack = sub.add_parser("pack", help="pack a split (image bytes + annotations + tree) into one HDF5 file")
@@ -55,12 +51,6 @@ def _descriptor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-def _fail(command: str, err: BaseException) -> int:
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    print(f"yolo9000 data {command}: {message}", file=sys.stderr)
-    return 2
-
-
 def _load(args: argparse.Namespace):
     from yolo9000.data.descriptor import load_descriptor, load_descriptor_tree
     descriptor = load_descriptor(args.dataset, args.overrides)
@@ -71,37 +61,31 @@ def run_shapes(args: argparse.Namespace) -> int:
     from yolo9000.data.shapes import write_world
     counts = {k: v for k, v in (("seed", args.seed), ("num_det", args.num_det), ("num_cls", args.num_cls),
                                 ("num_eval", args.num_eval)) if v is not None}
-    try:
-        descriptor = write_world(args.out, progress=True, **counts)
-    except USER_ERRORS as err:
-        return _fail("shapes", err)
+    descriptor = write_world(args.out, progress=True, **counts)
     print(descriptor)
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
     from yolo9000.data.check import check_dataset, write_json
-    try:
-        descriptor, tree = _load(args)
-        for split in args.split or []:
-            descriptor.split(split)  # unknown split names fail before any scanning
-        report = check_dataset(descriptor, tree, args.split, workers=args.workers, progress=args.progress)
-    except USER_ERRORS as err:
-        return _fail("check", err)
-    print(report.format())
-    if args.json:
+    descriptor, tree = _load(args)
+    for split in args.split or []:
+        descriptor.split(split)  # unknown split names fail before any scanning
+    report = check_dataset(descriptor, tree, args.split, workers=args.workers, progress=args.progress)
+    if args.json == "-":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.format())
+    if args.json not in (None, "-"):
         write_json(report, args.json)
     return report.exit_code
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from yolo9000.data.pack import pack_split
-    try:
-        descriptor, tree = _load(args)
-        summary = pack_split(descriptor, args.split, args.out, tree, progress=args.progress, threads=args.threads,
-                             overwrite=args.overwrite)
-    except USER_ERRORS as err:
-        return _fail("pack", err)
+    from yolo9000.data.descriptor import pack_split
+    descriptor, tree = _load(args)
+    summary = pack_split(descriptor, args.split, args.out, tree, progress=args.progress, threads=args.threads,
+                         overwrite=args.overwrite)
     parts = ", ".join(f"{n} {kind}" for kind, n in summary.images.items())
     state = "already complete" if summary.written == 0 and summary.resumed_at else (
         f"resumed after {summary.resumed_at} images" if summary.resumed_at else

@@ -22,14 +22,12 @@ import time
 from pathlib import Path
 
 PAPER_RATIO = 16.0 / 19.7
-REPO = Path(__file__).resolve().parents[2]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml",
-                        help="joint training config (default configs/demo.yaml)")
-    parser.add_argument("--detect-config", type=Path, default=REPO / "configs" / "demo_detect.yaml",
-                        help="the detection-only first stage (default configs/demo_detect.yaml)")
+    parser.add_argument("--config", default="demo", help="joint training config, a name or a path (default demo)")
+    parser.add_argument("--detect-config", default="demo_detect",
+                        help="the detection-only first stage, a name or a path (default demo_detect)")
     parser.add_argument("--no-detect-stage", action="store_true",
                         help="skip the detection-only stage: joint training from scratch")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -59,33 +57,29 @@ def _table(result: dict, title: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yolo9000.config import ConfigError, load_config
-    from yolo9000.reference import ReferenceDataError, data_home
+    from yolo9000.config import load_config
+    from yolo9000.reference import data_home
 
     started = time.perf_counter()
     out: Path = args.out
     world = args.world or data_home() / "shapes"
-    try:
-        figures: dict = {}
-        if not args.skip_tree:
-            _heading(1, "WordTree: darknet's 9k tree and one built from WordNet 3.0")
-            from wordtree.cli import run_tree_demo
-            tree_figures = run_tree_demo()
-            figures["tree"] = {k: tree_figures[k] for k in ("darknet_nodes", "built_nodes", "parent_agreement",
-                                                            "build_seconds") if k in tree_figures}
+    figures: dict = {}
+    if not args.skip_tree:
+        _heading(1, "WordTree: darknet's 9k tree and one built from WordNet 3.0")
+        from wordtree.cli import run_tree_demo
+        tree_figures = run_tree_demo()
+        figures["tree"] = {k: tree_figures[k] for k in ("darknet_nodes", "built_nodes", "parent_agreement",
+                                                        "build_seconds") if k in tree_figures}
 
-        _heading(2, f"the shapes world in {world}")
-        from yolo9000.data.shapes import write_world
-        t0 = time.perf_counter()
-        descriptor = write_world(world, seed=args.seed, num_det=args.num_det, num_cls=args.num_cls,
-                                 num_eval=args.num_eval)
-        print(f"descriptor {descriptor} ({time.perf_counter() - t0:.1f} s; reused when already written)")
-        world_keys = [f"model.tree={world / 'shapes.tree'}", f"data.dataset={descriptor}"]
-        detect_cfg = None if args.no_detect_stage else load_config(args.detect_config, [*world_keys, *args.set])
-        cfg = load_config(args.config, [*world_keys, *args.set])
-    except (ConfigError, ReferenceDataError, FileNotFoundError, ValueError) as err:
-        print(f"yolo9000 demo: {err}", file=sys.stderr)
-        return 2
+    _heading(2, f"the shapes world in {world}")
+    from yolo9000.data.shapes import write_world
+    t0 = time.perf_counter()
+    descriptor = write_world(world, seed=args.seed, num_det=args.num_det, num_cls=args.num_cls,
+                             num_eval=args.num_eval)
+    print(f"descriptor {descriptor} ({time.perf_counter() - t0:.1f} s; reused when already written)")
+    world_keys = [f"model.tree={world / 'shapes.tree'}", f"data.dataset={descriptor}"]
+    detect_cfg = None if args.no_detect_stage else load_config(args.detect_config, [*world_keys, *args.set])
+    cfg = load_config(args.config, [*world_keys, *args.set])
     _describe_world(descriptor, cfg)
 
     from dataclasses import replace
@@ -145,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _describe_world(descriptor: Path, cfg) -> None:
     from yolo9000.data.shapes import COARSE, FINE
-    from yolo9000.trees import load_tree
+    from wordtree.io import load_tree
     tree = load_tree(cfg.model.tree)
     print(f"tree ({tree.num_nodes} nodes, built from WordNet under plane_figure):")
 

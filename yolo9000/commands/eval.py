@@ -1,7 +1,7 @@
 """`yolo9000 eval`: COCO mAP (and per-class AP) of a detector, or top-1/top-5 of a classifier, on a dataset split.
 
-    yolo9000 eval --run runs/y9k [--data datasets/x.yaml] [--split eval] [--size 416] [--json out.json]
-    yolo9000 eval --config configs/yolo9000.yaml --weights yolo9000.weights --data datasets/imagenet_det.yaml \\
+    yolo9000 eval --run runs/y9k [--data shapes] [--split eval] [--size 416] [--json out.json]
+    yolo9000 eval --config yolo9000 --weights yolo9000.weights --data my_imagenet_det.yaml \\
         --train-split train        # the paper's split: classes with / without detection data
     yolo9000 eval --run runs/y9k --classification [--leaves imagenet1k.labels]   # top-1/top-5, per-depth accuracy
 
@@ -11,16 +11,15 @@ categories to nodes through the eval source's class map or wnid category names (
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from yolo9000.checkpoint import CheckpointError
+from yolo9000.commands.options import add_json_argument, add_option_arguments, emit_json
 from yolo9000.config import ConfigError, load_config
-from yolo9000.data.descriptor import DescriptorError, load_descriptor
-from yolo9000.distributed import select_device
+from yolo9000.data.descriptor import load_descriptor
+from yolo9000.device import device_argument, select_device
 from yolo9000.engine import CHECKPOINT_NAME, CONFIG_NAME, build_trained_model
 from yolo9000.evaluate import evaluate_classification, evaluate_detection
 
@@ -31,19 +30,21 @@ def register(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config", help="a YAML config (give --weights too)")
     parser.add_argument("--weights", help="our checkpoint or darknet .weights (with --config)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    parser.add_argument("--data", help="dataset descriptor (default: the config's data.dataset)")
+    parser.add_argument("--data", help="dataset descriptor, a shipped name or a path (default: the config's "
+                        "data.dataset)")
     parser.add_argument("--data-set", action="append", default=[], metavar="KEY=VALUE",
                         help="edit the dataset descriptor, e.g. root=/data/coco")
     parser.add_argument("--split", default="eval", help="dataset split to evaluate (default: eval)")
-    parser.add_argument("--size", type=int, help="input size (default: data.eval_size)")
-    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--train-split", help="group categories by whether this split has boxes of them "
                                                "(the paper's YOLO9000 protocol), e.g. train")
     parser.add_argument("--classification", action="store_true",
                         help="top-1/top-5 on the split's classification images (always for darknet19 models)")
     parser.add_argument("--leaves", help="file of wnids (one per line): the candidate set for top-k")
-    parser.add_argument("--device", help="auto | cpu | cuda (default: the config's train.device)")
-    parser.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
+    parser.add_argument("--device", type=device_argument, help="auto | cpu | cuda (default: the config's train.device)")
+    add_json_argument(parser, "the metrics")
+    # mAP is scored over all detections above a low threshold (darknet's validation: .005), hence its own default.
+    add_option_arguments(parser, only={"conf_threshold", "nms_iou", "hier_threshold", "size", "batch_size"},
+                         defaults={"conf_threshold": 0.005})
     parser.set_defaults(func=run)
 
 
@@ -82,43 +83,41 @@ def format_classification(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.run:
-            run_dir = Path(args.run)
-            cfg = load_config(run_dir / CONFIG_NAME, args.set)
-            weights = args.weights or run_dir / CHECKPOINT_NAME
-        else:
-            if not args.weights:
-                raise ConfigError("--config needs --weights (a checkpoint or darknet .weights)")
-            cfg = load_config(args.config, args.set)
-            weights = args.weights
-        dataset = args.data or cfg.data.dataset
-        if dataset is None:
-            raise ConfigError("no dataset: give --data datasets/x.yaml (the config has no data.dataset)")
-        descriptor = load_descriptor(dataset, args.data_set)
-        device = select_device(args.device or cfg.train.device)
-        model = build_trained_model(cfg, weights, device)
-        leaves = None
-        if args.leaves:
-            leaves = [line.split()[0] for line in Path(args.leaves).read_text().splitlines() if line.strip()]
-        out: dict[str, Any] = {}
-        if cfg.model.kind != "darknet19":
-            out["detection"] = evaluate_detection(model, cfg, descriptor, args.split, size=args.size,
-                                                  train_split=args.train_split, batch_size=args.batch_size,
-                                                  progress=True)
-            print(format_detection(out["detection"]))
-        if cfg.model.kind == "darknet19" or args.classification:
-            out["classification"] = evaluate_classification(model, cfg, descriptor, args.split, size=args.size,
-                                                            leaves=leaves, batch_size=args.batch_size,
-                                                            progress=True)
-            print(format_classification(out["classification"]))
-    except (ConfigError, DescriptorError, CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"yolo9000 eval: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2, default=float))
-        print(f"metrics written to {args.json}")
+    if args.run:
+        run_dir = Path(args.run)
+        cfg = load_config(run_dir / CONFIG_NAME, args.set)
+        weights = args.weights or run_dir / CHECKPOINT_NAME
+    else:
+        if not args.weights:
+            raise ConfigError("--config needs --weights (a checkpoint or darknet .weights)")
+        cfg = load_config(args.config, args.set)
+        weights = args.weights
+    dataset = args.data or cfg.data.dataset
+    if dataset is None:
+        raise ConfigError("no dataset: give --data datasets/x.yaml (the config has no data.dataset)")
+    descriptor = load_descriptor(dataset, args.data_set)
+    device = select_device(args.device or cfg.train.device, flag="--device" if args.device else "train.device")
+    model = build_trained_model(cfg, weights, device)
+    leaves = None
+    if args.leaves:
+        if not Path(args.leaves).is_file():
+            raise ConfigError(f"--leaves {args.leaves} does not exist (one wnid per line)")
+        leaves = [line.split()[0] for line in Path(args.leaves).read_text().splitlines() if line.strip()]
+    out: dict[str, Any] = {}
+    text: list[str] = []
+    if cfg.model.head == "region":
+        out["detection"] = evaluate_detection(model, cfg, descriptor, args.split, size=args.size,
+                                              train_split=args.train_split, batch_size=args.batch_size,
+                                              conf_threshold=args.conf_threshold, nms_iou=args.nms_iou,
+                                              progress=True)
+        text.append(format_detection(out["detection"]))
+    if cfg.model.head == "classifier" or args.classification:
+        out["classification"] = evaluate_classification(model, cfg, descriptor, args.split, size=args.size,
+                                                        leaves=leaves, batch_size=args.batch_size,
+                                                        hier_threshold=args.hier_threshold, progress=True)
+        text.append(format_classification(out["classification"]))
+    if not emit_json(args.json, out):
+        print("\n".join(text))
     return _report_skipped(out)
 
 

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from yolo9000.commands.info import add_model_arguments, input_size, model_config_from_args
-from yolo9000.config import ConfigError, ModelConfig, to_dict
-from yolo9000.darknet import DarknetError, save_darknet_weights, write_cfg
-from yolo9000.model import build_model
+from yolo9000.builder import build_model
+from yolo9000.config import ModelConfig, to_dict
+from yolo9000.darknet import save_darknet_weights, write_cfg
 from yolo9000.model.inference import prepare_for_inference
 
 
@@ -88,9 +88,9 @@ def export_onnx(model: nn.Module, cfg: ModelConfig, path: str | Path, size: int,
                               dynamic_axes=axes, **names)
     proto = onnx.load(str(path))
     metadata = {"yolo9000.config": json.dumps(to_dict(cfg)), "stride": str(cfg.stride),
-                "anchors": json.dumps([list(a) for a in cfg.anchors]) if cfg.kind != "darknet19" else "[]",
+                "anchors": json.dumps([list(a) for a in cfg.anchors]) if cfg.head == "region" else "[]",
                 "output": "raw Float[B, A, 5+N, H/32, W/32]: tx, ty, tw, th, objectness logit, N class logits"
-                if cfg.kind != "darknet19" else "logits Float[B, N]"}
+                if cfg.head == "region" else "logits Float[B, N]"}
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -112,22 +112,14 @@ def verify_onnx(model: nn.Module, path: str | Path, size: int, batch: int = 2) -
     return (got - expected).abs().max().item()
 
 
-def _load(model: nn.Module, weights: str) -> None:
-    from yolo9000.checkpoint import CheckpointError
-    from yolo9000.model.load import load_weights
-    try:
-        load_weights(model, weights)
-    except CheckpointError as err:
-        raise ConfigError(str(err)) from None
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = model_config_from_args(args)
         size = input_size(args, cfg)
         model = build_model(cfg)
         if args.weights:
-            _load(model, args.weights)
+            from yolo9000.model.load import load_weights
+            load_weights(model, args.weights)
         else:
             print("yolo9000 export: no --weights given: exporting randomly initialised weights", file=sys.stderr)
         model.eval()
@@ -142,9 +134,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         print(f"yolo9000 export: ONNX export needs {err.name or 'onnx'}: pip install onnx onnxscript "
               "(or the project's dev extra: pip install -e '.[dev]')", file=sys.stderr)
-        return 2
-    except (ConfigError, DarknetError, FileNotFoundError) as err:
-        print(f"yolo9000 export: {err}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): input images Float[B, 3, H, W], output raw")
     if args.verify:

@@ -10,13 +10,12 @@ are shared with `yolo9000 export`.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import torch
 
 from yolo9000.config import ConfigError, ModelConfig, load_config
-from yolo9000.darknet import DarknetError, config_from_cfg
-from yolo9000.model import build_model
+from yolo9000.builder import build_model
+from yolo9000.darknet import config_from_cfg
 from yolo9000.model.summary import format_summary, summarize
 
 
@@ -41,7 +40,7 @@ def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
 
 def input_size(args: argparse.Namespace, cfg: ModelConfig) -> int:
     if args.size is None:
-        return cfg.input_size   # checked with the rest of the config by build_model's validate
+        return cfg.input_size   # checked with the rest of the config (ModelConfig)
     if args.size <= 0 or args.size % cfg.stride:
         raise ConfigError(f"--size {args.size}: must be a positive multiple of {cfg.stride}")
     return args.size
@@ -53,14 +52,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = model_config_from_args(args)
-        with torch.device("meta"):
-            model = build_model(cfg)   # validates the config first, so its own keys are blamed, not --size
-        size = input_size(args, cfg)
-    except (ConfigError, DarknetError, FileNotFoundError) as err:
-        print(f"yolo9000 info: {err}", file=sys.stderr)
-        return 2
+    cfg = model_config_from_args(args)
+    with torch.device("meta"):
+        model = build_model(cfg)
+    size = input_size(args, cfg)
     source = args.cfg or args.config
     print(f"{source}: {cfg.kind}, {size}x{size} input")
     print(format_summary(summarize(model, size)))

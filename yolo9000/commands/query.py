@@ -1,37 +1,35 @@
 """`yolo9000 query`: each detection's path of conditional probabilities from the root to the decided node, and
 subtree questions ("what is the probability that this box is a dog, any dog?", "which boxes are animals?").
 
-    yolo9000 query --run runs/demo image.png
+    yolo9000 query --run runs/demo image.png other.png
     yolo9000 query --cfg yolo9000.cfg --weights yolo9000.weights dog.jpg --node dog
     yolo9000 query --run runs/demo image.png --node n13866144 --depth 1 --json
+
+Images that cannot be read are reported and skipped (exit 1 when none could be read).
 
 A name shared by several nodes (`--node car`) lists the candidates with their paths and exits with status 2.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from yolo9000.api import AmbiguousNodeError, Detection, Detector
-from yolo9000.commands.detect import ModelLoadError, add_inference_arguments, add_model_arguments, build_detector
+from yolo9000.api import Detection, Detector
+from yolo9000.commands.detect import add_model_arguments, build_detector
+from yolo9000.commands.options import add_json_argument, add_option_arguments, emit_json, option_values
 from yolo9000.data.images import ImageLoadError, load_image
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("image", type=Path, metavar="IMAGE", help="image file")
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
     parser.add_argument("--node", help="wnid, name or index: P(box is this node or any descendant) per box, and the "
                         "detections in its subtree")
-    specific = parser.add_mutually_exclusive_group()
-    specific.add_argument("--depth", type=int, help="decide no deeper than this depth (0 = roots)")
-    specific.add_argument("--threshold", type=float, default=0.5,
-                          help="decision threshold of the tree walk (default .5; lower = more specific)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    add_inference_arguments(parser)
+    add_json_argument(parser, "the paths (and --node answers)")
+    add_option_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -70,38 +68,15 @@ def _node_block(detector: Detector, detections: Sequence[Detection], node: int) 
     return lines, data
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        detector = build_detector(args, conf_threshold=args.conf, nms_iou=args.nms, nms_by=args.nms_by,
-                                  hier_threshold=args.threshold,
-                                  mode=args.mode, max_depth=args.depth, size=args.size, amp=args.amp)
-    except (ModelLoadError, ValueError) as err:
-        print(f"yolo9000 query: {err}", file=sys.stderr)
-        return 2
-    node = None
-    if args.node is not None:
-        try:
-            node = detector.resolve_node(args.node)
-        except AmbiguousNodeError as err:
-            print(f"yolo9000 query: --node {err}", file=sys.stderr)
-            return 2
-        except KeyError as err:
-            print(f"yolo9000 query: --node: {err.args[0]}", file=sys.stderr)
-            return 2
-    try:
-        image = load_image(args.image)
-    except ImageLoadError as err:
-        print(f"yolo9000 query: {err}", file=sys.stderr)
-        return 1
+def _image_report(detector: Detector, path: Path, node: int | None) -> tuple[list[str], dict[str, Any]]:
+    image = load_image(path)
     detections = detector(image)
     height, width = image.shape[-2:]
     o = detector.options
-    report: dict[str, Any] = {"image": str(args.image), "width": width, "height": height,
-                              "options": {"mode": o.mode, "hier_threshold": o.hier_threshold, "max_depth": o.max_depth,
-                                          "conf_threshold": o.conf_threshold},
+    report: dict[str, Any] = {"image": str(path), "width": width, "height": height,
                               "detections": [d.to_dict() for d in detections]}
     depth = "" if o.max_depth is None else f", depth <= {o.max_depth}"
-    lines = [f"{args.image} ({width}x{height}): {len(detections)} detections (mode {o.mode}, threshold "
+    lines = [f"{path} ({width}x{height}): {len(detections)} detections (mode {o.mode}, hier "
              + f"{o.hier_threshold:g}{depth}, conf {o.conf_threshold:g})"]
     for i, det in enumerate(detections):
         lines.append("")
@@ -111,5 +86,25 @@ def run(args: argparse.Namespace) -> int:
         report.update(node_data)
         lines.append("")
         lines += node_lines
-    print(json.dumps(report, indent=1) if args.json else "\n".join(lines))
-    return 0
+    return lines, report
+
+
+def run(args: argparse.Namespace) -> int:
+    detector = build_detector(args, **option_values(args))
+    node = None if args.node is None else detector.resolve_node(args.node)
+    o = detector.options
+    texts, reports, skipped = [], [], []
+    for path in args.images:
+        try:
+            lines, report = _image_report(detector, path, node)
+        except ImageLoadError as err:
+            print(f"skipped: {err}", file=sys.stderr)
+            skipped.append({"file": str(path), "error": str(err)})
+            continue
+        texts.append("\n".join(lines))
+        reports.append(report)
+    data = {"options": {"mode": o.mode, "hier_threshold": o.hier_threshold, "max_depth": o.max_depth,
+                        "conf_threshold": o.conf_threshold}, "images": reports, "skipped": skipped}
+    if not emit_json(args.json, data):
+        print("\n\n".join(texts))
+    return 0 if reports else 1

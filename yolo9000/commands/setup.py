@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from yolo9000 import reference
@@ -16,10 +15,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        home = reference.ensure_all(args.home, args.wordnet_dir, args.darknet_data)
-    except reference.ReferenceDataError as err:
-        print(f"yolo9000 setup: {err}", file=sys.stderr)
-        return 1
+    home = reference.ensure_all(args.home, args.wordnet_dir, args.darknet_data)
     print(home)
     return 0

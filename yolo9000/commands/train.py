@@ -20,14 +20,9 @@ from pathlib import Path
 
 from yolo9000.checkpoint import CheckpointError
 from yolo9000.config import ConfigError, load_config
-from wordtree.tree import TreeError
-from yolo9000.data.descriptor import DescriptorError
-from yolo9000.data.labels import ClassMapError
-from yolo9000.data.pack import PackError
-from yolo9000.data.source import AnnotationError
 from yolo9000.engine import CHECKPOINT_NAME, CONFIG_NAME, train
 from yolo9000.logging import CSV_NAME, CURVES_NAME
-from yolo9000.runs import RunLock, RunLockedError, sigterm_as_interrupt
+from yolo9000.runs import RunLock, sigterm_as_interrupt
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -61,31 +56,26 @@ def _lock(stack: contextlib.ExitStack, run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        with contextlib.ExitStack() as stack:
-            if args.resume:
-                run_dir = Path(args.resume)
-                _lock(stack, run_dir)
-                if not (run_dir / CHECKPOINT_NAME).exists():
-                    raise CheckpointError(f"--resume {run_dir}: no {CHECKPOINT_NAME} there to continue from")
-                cfg = load_config(args.config or run_dir / CONFIG_NAME, args.set)
-            else:
-                if not args.config:
-                    raise ConfigError("give --config X.yaml (a new run) or --resume DIR (continue a run)")
-                cfg = load_config(args.config, args.set)
-                run_dir = Path(args.out or cfg.train.out)
-                _lock(stack, run_dir)
-                if (run_dir / CHECKPOINT_NAME).exists():
-                    if not args.force:
-                        raise ConfigError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it with "
-                                          f"--resume {run_dir}, or start over with --force or another --out")
-                    _clear(run_dir)
-            stack.enter_context(sigterm_as_interrupt())
-            result = train(cfg, run_dir, resume=bool(args.resume), dataset_overrides=args.data_set)
-    except (ConfigError, DescriptorError, CheckpointError, FileNotFoundError, AnnotationError, PackError,
-            ClassMapError, TreeError, RunLockedError) as err:
-        print(f"yolo9000 train: {err}", file=sys.stderr)
-        return 2
+    with contextlib.ExitStack() as stack:
+        if args.resume:
+            run_dir = Path(args.resume)
+            _lock(stack, run_dir)
+            if not (run_dir / CHECKPOINT_NAME).exists():
+                raise CheckpointError(f"--resume {run_dir}: no {CHECKPOINT_NAME} there to continue from")
+            cfg = load_config(args.config or run_dir / CONFIG_NAME, args.set)
+        else:
+            if not args.config:
+                raise ConfigError("give --config X.yaml (a new run) or --resume DIR (continue a run)")
+            cfg = load_config(args.config, args.set)
+            run_dir = Path(args.out or cfg.train.out)
+            _lock(stack, run_dir)
+            if (run_dir / CHECKPOINT_NAME).exists():
+                if not args.force:
+                    raise ConfigError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); continue it with "
+                                      f"--resume {run_dir}, or start over with --force or another --out")
+                _clear(run_dir)
+        stack.enter_context(sigterm_as_interrupt())
+        result = train(cfg, run_dir, resume=bool(args.resume), dataset_overrides=args.data_set)
     if result.stop_reason == "non_finite":
         print(f"yolo9000 train: {result.message}", file=sys.stderr)
         return 1

@@ -17,7 +17,8 @@ from pycocotools.coco import COCO
 
 from wordtree.tree import WordTree
 from yolo9000.data.labels import category_labels
-from yolo9000.data.source import AnnotationError, Record, SkipLog, Source, annotation_path, report_skipped
+from yolo9000.data.source import Record, SkipLog, Source, annotation_path, report_skipped
+from yolo9000.errors import DatasetError
 
 
 def _is_int(value: object) -> bool:
@@ -38,73 +39,72 @@ def read_coco_json(annotations: str | Path) -> dict:
     `bbox` of 4 finite numbers.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        AnnotationError: naming the file and the line (JSON syntax) or the image/annotation id and key.
+        DatasetError: the file does not exist, or naming the file and the line (JSON syntax) or the image/annotation id and key.
     """
     path = Path(annotations)
     if not path.exists():
-        raise FileNotFoundError(f"COCO annotations {path} do not exist")
+        raise DatasetError(f"COCO annotations {path} do not exist")
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise AnnotationError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
     if not raw.strip():
-        raise AnnotationError(f"{path}: empty file, expected COCO JSON")
+        raise DatasetError(f"{path}: empty file, expected COCO JSON")
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
-        raise AnnotationError(f"{path}: not UTF-8 text (byte {err.start}), expected COCO JSON") from None
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}), expected COCO JSON") from None
     except json.JSONDecodeError as err:
-        raise AnnotationError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+        raise DatasetError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
     except RecursionError:
-        raise AnnotationError(f"{path}: JSON nested too deeply to be COCO annotations") from None
+        raise DatasetError(f"{path}: JSON nested too deeply to be COCO annotations") from None
     if not isinstance(data, dict):
-        raise AnnotationError(f"{path}: expected a JSON object with 'images', 'annotations' and 'categories', got "
+        raise DatasetError(f"{path}: expected a JSON object with 'images', 'annotations' and 'categories', got "
                               f"a {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise AnnotationError(f"{path}: no {key!r} list (a COCO detection file has 'images', 'annotations' "
+            raise DatasetError(f"{path}: no {key!r} list (a COCO detection file has 'images', 'annotations' "
                                   "and 'categories')")
         if not isinstance(data[key], list):
-            raise AnnotationError(f"{path}: {key!r} is a {type(data[key]).__name__}, expected a list")
+            raise DatasetError(f"{path}: {key!r} is a {type(data[key]).__name__}, expected a list")
     if not data["images"]:
-        raise AnnotationError(f"{path}: 'images' is empty: the file describes no image")
+        raise DatasetError(f"{path}: 'images' is empty: the file describes no image")
     for i, info in enumerate(data["images"]):
         where = f"{path}: images[{i}]"
         if not isinstance(info, dict):
-            raise AnnotationError(f"{where} is a {type(info).__name__}, expected an object")
+            raise DatasetError(f"{where} is a {type(info).__name__}, expected an object")
         if "id" not in info or not _is_int(info["id"]):
-            raise AnnotationError(f"{where}: 'id' {info.get('id')!r} is not an integer" if "id" in info
+            raise DatasetError(f"{where}: 'id' {info.get('id')!r} is not an integer" if "id" in info
                                   else f"{where} has no 'id'")
         where = f"{path}: image {info['id']}"
         if "file_name" not in info:
-            raise AnnotationError(f"{where} has no 'file_name'")
+            raise DatasetError(f"{where} has no 'file_name'")
         if not isinstance(info["file_name"], str) or not info["file_name"].strip():
-            raise AnnotationError(f"{where}: 'file_name' {info['file_name']!r} is not a file name")
+            raise DatasetError(f"{where}: 'file_name' {info['file_name']!r} is not a file name")
         for key in ("height", "width"):
             value = info.get(key)
             if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0
                                           and value == int(value)):
-                raise AnnotationError(f"{where}: {key!r} {value!r} is not a positive integer")
+                raise DatasetError(f"{where}: {key!r} {value!r} is not a positive integer")
     for i, category in enumerate(data["categories"]):
         if not isinstance(category, dict) or not _is_int(category.get("id")) or not isinstance(category.get("name"),
                                                                                                    str):
-            raise AnnotationError(f"{path}: categories[{i}] {category!r} needs an integer 'id' and a 'name' string")
+            raise DatasetError(f"{path}: categories[{i}] {category!r} needs an integer 'id' and a 'name' string")
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
-            raise AnnotationError(f"{path}: annotations[{i}] is a {type(ann).__name__}, expected an object")
+            raise DatasetError(f"{path}: annotations[{i}] is a {type(ann).__name__}, expected an object")
         where = f"{path}: annotation {ann['id']}" if _is_int(ann.get("id")) else f"{path}: annotations[{i}]"
         for key in ("id", "image_id", "category_id", "bbox"):
             if key not in ann:
-                raise AnnotationError(f"{where} has no {key!r}")
+                raise DatasetError(f"{where} has no {key!r}")
         for key in ("id", "image_id", "category_id"):
             if not _is_int(ann[key]):
-                raise AnnotationError(f"{where}: {key!r} {ann[key]!r} is not an integer")
+                raise DatasetError(f"{where}: {key!r} {ann[key]!r} is not an integer")
         bbox = ann["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-            raise AnnotationError(f"{where}: 'bbox' {bbox!r} is not 4 numbers [x, y, width, height]")
+            raise DatasetError(f"{where}: 'bbox' {bbox!r} is not 4 numbers [x, y, width, height]")
         if not all(math.isfinite(v) for v in bbox):
-            raise AnnotationError(f"{where}: 'bbox' {bbox!r} holds a non-finite number")
+            raise DatasetError(f"{where}: 'bbox' {bbox!r} holds a non-finite number")
     return data
 
 
@@ -129,7 +129,7 @@ class CocoSource(Source):
         include_crowd: keep `iscrowd` boxes (darknet's COCO lists drop them).
         allow_outside_root: accept `file_name`s that are absolute or contain `..` (refused by default).
     Raises:
-        AnnotationError: the json is malformed (see `read_coco_json`) or a `file_name` leaves `images`.
+        DatasetError: the json is malformed (see `read_coco_json`) or a `file_name` leaves `images`.
     """
 
     def __init__(self, annotations: str | Path, images: str | Path, tree: WordTree | None = None,

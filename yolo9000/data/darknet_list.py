@@ -16,8 +16,9 @@ import torch
 from wordtree.io import read_map
 from wordtree.tree import WordTree
 from yolo9000.data.images import REASON_KINDS, ImageLoadError, image_size
-from yolo9000.data.source import (AnnotationError, Kind, Record, SkipLog, Source, annotation_path, read_text,
+from yolo9000.data.source import (Kind, Record, SkipLog, Source, annotation_path, read_text,
                                   report_skipped)
+from yolo9000.errors import DatasetError
 
 
 def label_path(image: Path) -> Path:
@@ -36,14 +37,14 @@ def read_label_file(path: Path) -> list[tuple[int, float, float, float, float]]:
         if not fields:
             continue
         if len(fields) != 5:
-            raise AnnotationError(f"{path} line {number}: expected 'class x y w h', got {line!r}")
+            raise DatasetError(f"{path} line {number}: expected 'class x y w h', got {line!r}")
         try:
             row = (int(fields[0]), *map(float, fields[1:]))
         except ValueError:
-            raise AnnotationError(f"{path} line {number}: expected an integer class and 4 numbers, got "
+            raise DatasetError(f"{path} line {number}: expected an integer class and 4 numbers, got "
                                   f"{line!r}") from None
         if not all(math.isfinite(v) for v in row[1:]):
-            raise AnnotationError(f"{path} line {number}: non-finite number in {line!r}")
+            raise DatasetError(f"{path} line {number}: non-finite number in {line!r}")
         rows.append(row)
     return rows
 

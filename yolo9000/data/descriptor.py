@@ -26,6 +26,8 @@ Builders: `build_detection(descriptor, split, tree)` and `build_classification(d
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 from dataclasses import dataclass, fields
@@ -38,15 +40,13 @@ from torch import Tensor
 from wordtree.tree import WordTree
 from yolo9000.config import ConfigError, parse_overrides
 from yolo9000.data.images import ImageLoadError, image_size
+from yolo9000.data.pack import KINDS, PackSource, PackSummary, pack_sources
 from yolo9000.data.source import ConcatSource, Source, report_problems, resolve
+from yolo9000.errors import DescriptorError  # noqa: F401  (re-exported)
 from yolo9000.reference import darknet_dir, data_home
 from yolo9000.yaml_io import read_yaml
 
 FORMATS = ("coco", "imagenet", "voc", "darknet", "pack")
-
-
-class DescriptorError(ValueError):
-    """A dataset descriptor is malformed; the message names the file and key."""
 
 
 @dataclass(frozen=True)
@@ -149,16 +149,13 @@ def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> Dat
     """Parse a dataset descriptor and apply `key=value` overrides.
 
     Args:
-        path: the yaml file (a bare name such as `shapes` is looked up in the repository's `datasets/`).
+        path: the yaml file (a bare name such as `shapes` names one shipped in `yolo9000/datasets`).
         overrides: dotted `key=value` strings, values parsed as YAML.
     Raises:
         DescriptorError: naming the file and key on any malformed entry.
     """
-    path = Path(path)
-    if not path.exists() and not path.suffix:
-        path = Path(__file__).resolve().parents[2] / "datasets" / f"{path}.yaml"
-    if not path.exists():
-        raise DescriptorError(f"dataset descriptor {path} does not exist")
+    from yolo9000.resources import dataset_file
+    path = dataset_file(path)
     data = read_yaml(path, DescriptorError, "a YAML dataset descriptor") or {}
     if not isinstance(data, dict):
         raise DescriptorError(f"{path}: expected a mapping")
@@ -190,7 +187,7 @@ def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> Dat
 
 def load_descriptor_tree(descriptor: DatasetDescriptor) -> WordTree | None:
     """The descriptor's own tree (None when it names none)."""
-    from yolo9000.trees import load_tree
+    from wordtree.io import load_tree
     return load_tree(descriptor.tree)
 
 
@@ -218,7 +215,6 @@ def build_source(spec: SourceSpec, kind: str, tree: WordTree | None) -> Source:
     if spec.format == "darknet":
         from yolo9000.data.darknet_list import DarknetListSource
         return DarknetListSource(need("list"), kind, tree, spec.class_map, spec.allow_outside_root)
-    from yolo9000.data.pack import PackSource
     return PackSource(need("path"), tree, kind)
 
 
@@ -278,3 +274,30 @@ def box_sizes(descriptor: DatasetDescriptor, split: str = "train", tree: WordTre
         print(f"{source.name}: left out the boxes of {len(skipped)} images whose size cannot be read (first: "
               f"{skipped[0]})", file=sys.stderr)
     return torch.cat(sizes) if sizes else torch.zeros((0, 2))
+
+
+# ----------------------------------------------------------------------------------------------------- packing
+def split_header(descriptor: DatasetDescriptor, split: str) -> dict:
+    """Root attributes recording where a pack came from: descriptor path and text, split, resolved sources."""
+    spec = descriptor.split(split)
+    sources = {kind: [{k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(s).items()}
+                      for s in getattr(spec, kind)] for kind in KINDS}
+    text = Path(descriptor.source).read_text() if Path(descriptor.source).exists() else ""
+    return {"split": split, "descriptor_path": str(descriptor.source), "descriptor_yaml": text,
+            "sources": json.dumps(sources, sort_keys=True)}
+
+
+def pack_split(descriptor: DatasetDescriptor, split: str, out: str | Path, tree: WordTree | None,
+               **kwargs: Any) -> PackSummary:
+    """Pack one split of a dataset descriptor (`yolo9000 data pack`); kwargs as `yolo9000.data.pack.pack_sources`.
+
+    Args:
+        descriptor: a `DatasetDescriptor` (overrides already applied).
+        split: the split to pack, e.g. "train".
+        out: the `.h5` to write.
+        tree: the tree labels index (normally the descriptor's), None for flat labels.
+    """
+    sources = {"detection": build_detection(descriptor, split, tree),
+               "classification": build_classification(descriptor, split, tree)}
+    sources = {k: v for k, v in sources.items() if v is not None}
+    return pack_sources(sources, out, tree, split_header(descriptor, split), **kwargs)

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from wordtree.tree import WordTree
-from yolo9000.data.source import AnnotationError, Record, SkipLog, Source, annotation_path, read_text, report_skipped
+from yolo9000.data.source import Record, SkipLog, Source, annotation_path, read_text, report_skipped
+from yolo9000.errors import DatasetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
@@ -20,7 +21,7 @@ def scan_folders(root: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """(path, wnid) for every image under `root/<wnid>/`, sorted for determinism, and the images lying directly
     in `root` (outside any wnid folder: they have no label, so they are reported, not used)."""
     if not root.is_dir():
-        raise FileNotFoundError(f"ImageNet folder {root} does not exist")
+        raise DatasetError(f"ImageNet folder {root} does not exist")
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         out += [(str(f), folder.name) for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
@@ -37,7 +38,7 @@ def read_list(path: Path, allow_outside_root: bool = False) -> list[tuple[str, s
             continue
         fields = line.rsplit(maxsplit=1)
         if len(fields) != 2:
-            raise AnnotationError(f"{path} line {number}: expected '<image path> <wnid>', got {line!r}")
+            raise DatasetError(f"{path} line {number}: expected '<image path> <wnid>', got {line!r}")
         out.append((str(annotation_path(path.parent, fields[0].strip(), f"{path} line {number}",
                                         allow_outside_root)), fields[1]))
     return out

@@ -23,6 +23,8 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from yolo9000.errors import ImageLoadError  # noqa: F401  (re-exported)
+
 try:
     from torchvision.io import ImageReadMode, decode_jpeg
 except ImportError:  # torchvision announces moving its decoders to torchcodec; PIL then does all the work
@@ -44,18 +46,6 @@ DEFAULT_MAX_PIXELS = 8192 * 8192
 MAX_PIXELS_ENV = "YOLO9000_MAX_PIXELS"
 # JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic ...): they carry the size.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-class ImageLoadError(RuntimeError):
-    """An image is missing, unreadable or truncated; the message names the file, `reason` says which."""
-
-    def __init__(self, message: str, reason: Reason = "unreadable") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self):
-        # Keep `reason` when the error crosses a loader-worker boundary.
-        return type(self), (str(self), self.reason)
 
 
 def _pil_to_rgb(image: Image.Image) -> Image.Image:

@@ -15,11 +15,8 @@ from pathlib import Path
 
 from wordtree.io import read_map
 from wordtree.tree import WordTree
+from yolo9000.errors import ClassMapError  # noqa: F401  (re-exported)
 from yolo9000.yaml_io import read_yaml
-
-
-class ClassMapError(ValueError):
-    """A class map cannot be applied; the message names the file and entry."""
 
 
 def _tree_index(value: object, tree: WordTree | None, source: str) -> int:

@@ -23,6 +23,7 @@ from yolo9000.data.images import REASON_KINDS, ImageLoadError
 from yolo9000.data.sampler import MixedBatchSampler
 from yolo9000.data.source import Source
 from yolo9000.data.transforms import EvalTransform, TrainTransform
+from yolo9000.errors import DatasetError
 
 Failure = tuple[str, str]  # (problem kind, file)
 FAILURE_KINDS = REASON_KINDS
@@ -167,7 +168,7 @@ def build_eval_loader(descriptor: DatasetDescriptor, tree: WordTree | None, data
     """
     detection = build_detection(descriptor, split, tree)
     if detection is None:
-        raise ValueError(f"{descriptor.source}: split {split!r} has no detection images to evaluate on")
+        raise DatasetError(f"{descriptor.source}: split {split!r} has no detection images to evaluate on")
     dataset = SizedDataset([detection], EvalTransform())
     return _loader(dataset, _FixedBatches(len(detection), batch_size, size or data_cfg.eval_size),
                    data_cfg.workers, 0)
@@ -179,7 +180,7 @@ def build_classification_eval_loader(descriptor: DatasetDescriptor, tree: WordTr
     """Classification images of `split`, letterboxed (top-1/top-5 evaluation)."""
     classification = build_classification(descriptor, split, tree)
     if classification is None:
-        raise ValueError(f"{descriptor.source}: split {split!r} has no classification images")
+        raise DatasetError(f"{descriptor.source}: split {split!r} has no classification images")
     dataset = SizedDataset([classification], EvalTransform())
     return _loader(dataset, _FixedBatches(len(classification), batch_size, size or data_cfg.eval_size),
                    data_cfg.workers, 0)

@@ -23,7 +23,6 @@ or no progress file (then packing restarts). A rerun continues after the recorde
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -41,15 +40,12 @@ from wordtree.io import tree_text
 from wordtree.tree import WordTree
 from yolo9000.data.images import ImageLoadError
 from yolo9000.data.source import Kind, Record, Source
+from yolo9000.errors import PackError  # noqa: F401  (re-exported)
 
 FORMAT = "yolo9000-pack"
 VERSION = 1
 KINDS: tuple[Kind, ...] = ("detection", "classification")
 _STR = h5py.string_dtype()
-
-
-class PackError(ValueError):
-    """A pack cannot be written or read as asked; the message names the file and what to do."""
 
 
 def tree_digest(tree: WordTree | None) -> str:
@@ -481,30 +477,3 @@ def pack_sources(sources: dict[Kind, Source], out: str | Path, tree: WordTree | 
     os.replace(partial, out)
     progress_file.unlink(missing_ok=True)
     return summary(resumed, written, restarted)
-
-
-def split_header(descriptor, split: str) -> dict:
-    """Root attributes recording where a pack came from: descriptor path and text, split, resolved sources."""
-    spec = descriptor.split(split)
-    sources = {kind: [{k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(s).items()}
-                      for s in getattr(spec, kind)] for kind in KINDS}
-    text = Path(descriptor.source).read_text() if Path(descriptor.source).exists() else ""
-    return {"split": split, "descriptor_path": str(descriptor.source), "descriptor_yaml": text,
-            "sources": json.dumps(sources, sort_keys=True)}
-
-
-def pack_split(descriptor, split: str, out: str | Path, tree: WordTree | None, **kwargs) -> PackSummary:
-    """Pack one split of a dataset descriptor (`yolo9000 data pack`); kwargs as `pack_sources`.
-
-    Args:
-        descriptor: a `DatasetDescriptor` (overrides already applied).
-        split: the split to pack, e.g. "train".
-        out: the `.h5` to write.
-        tree: the tree labels index (normally the descriptor's), None for flat labels.
-    """
-    from yolo9000.data.descriptor import build_classification, build_detection
-
-    sources = {"detection": build_detection(descriptor, split, tree),
-               "classification": build_classification(descriptor, split, tree)}
-    sources = {k: v for k, v in sources.items() if v is not None}
-    return pack_sources(sources, out, tree, split_header(descriptor, split), **kwargs)

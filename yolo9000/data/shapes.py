@@ -37,6 +37,7 @@ from wordtree.build import build_tree
 from wordtree.io import write_darknet
 from wordtree.tree import WordTree
 from wordtree.wordnet import WordNet
+from yolo9000.errors import ConfigError
 
 WORLD_VERSION = 2
 ROOT = "n13863186"  # plane_figure.n.01: not itself a node; its children in the tree are the roots
@@ -338,7 +339,7 @@ def write_world(out_dir: str | Path, *, seed: int = 0, num_det: int | None = Non
               "cls": DEFAULT_COUNTS["cls"] if num_cls is None else num_cls,
               "eval": DEFAULT_COUNTS["eval"] if num_eval is None else num_eval}
     if any(n < 0 for n in counts.values()):
-        raise ValueError(f"shapes: image counts must be >= 0, got {counts}")
+        raise ConfigError(f"shapes: image counts must be >= 0, got {counts}")
     wordnet = wordnet or WordNet.load(wordnet_nltk_root())
     tree = build_shapes_tree(wordnet)
     stamp = _stamp(seed, counts, tree)

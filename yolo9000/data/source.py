@@ -22,27 +22,23 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from yolo9000.data.images import ImageLoadError, decode_image, read_bytes
+from yolo9000.errors import DatasetError
 
 Kind = Literal["detection", "classification"]
 
 
-class AnnotationError(ValueError):
-    """An annotation file is malformed (not JSON/XML, a missing or mistyped key, a path leaving the dataset); the
-    message names the file and, where there is one, the line, annotation or image id and key."""
-
-
 def read_text(path: str | Path) -> str:
-    """A text annotation file (list, label file, image set), UTF-8 with an optional BOM; AnnotationError naming
-    the file when it is not UTF-8 or cannot be read (FileNotFoundError when it does not exist)."""
+    """A text annotation file (list, label file, image set), UTF-8 with an optional BOM; DatasetError naming
+    the file when it does not exist, is not UTF-8 or cannot be read."""
     path = Path(path)
     try:
         return path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist") from None
+        raise DatasetError(f"{path} does not exist") from None
     except UnicodeDecodeError as err:
-        raise AnnotationError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except OSError as err:
-        raise AnnotationError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def annotation_path(base: Path, name: object, where: str, allow_outside: bool = False) -> Path:
@@ -56,13 +52,13 @@ def annotation_path(base: Path, name: object, where: str, allow_outside: bool = 
         where: the file (and entry) it comes from, for the message.
         allow_outside: accept absolute and `..` paths as they are.
     Raises:
-        AnnotationError: naming `where` and the path.
+        DatasetError: naming `where` and the path.
     """
     if not isinstance(name, str) or not name.strip():
-        raise AnnotationError(f"{where}: image path {name!r} is not a non-empty string")
+        raise DatasetError(f"{where}: image path {name!r} is not a non-empty string")
     path = Path(name).expanduser() if allow_outside else Path(name)
     if not allow_outside and (path.is_absolute() or ".." in path.parts):
-        raise AnnotationError(f"{where}: image path {name!r} leaves the dataset folder {base} (absolute or '..'); "
+        raise DatasetError(f"{where}: image path {name!r} leaves the dataset folder {base} (absolute or '..'); "
                               "set allow_outside_root: true on the descriptor source to allow it")
     return path if path.is_absolute() else base / path
 

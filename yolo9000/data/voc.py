@@ -16,23 +16,24 @@ import torch
 
 from wordtree.tree import WordTree
 from yolo9000.data.labels import category_labels
-from yolo9000.data.source import AnnotationError, Record, SkipLog, Source, annotation_path, read_text, report_skipped
+from yolo9000.data.source import Record, SkipLog, Source, annotation_path, read_text, report_skipped
+from yolo9000.errors import DatasetError
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
 
 def _number(element: ET.Element, key: str, path: Path, what: str) -> float:
-    """The finite number under `element/key`; AnnotationError naming the file, the element and the key."""
+    """The finite number under `element/key`; DatasetError naming the file, the element and the key."""
     text = element.findtext(key)
     if text is None or not text.strip():
-        raise AnnotationError(f"{path}: {what} has no <{key}>")
+        raise DatasetError(f"{path}: {what} has no <{key}>")
     try:
         value = float(text)
     except ValueError:
-        raise AnnotationError(f"{path}: {what} <{key}> {text.strip()!r} is not a number") from None
+        raise DatasetError(f"{path}: {what} <{key}> {text.strip()!r} is not a number") from None
     if not math.isfinite(value):
-        raise AnnotationError(f"{path}: {what} <{key}> {text.strip()!r} is not a finite number")
+        raise DatasetError(f"{path}: {what} <{key}> {text.strip()!r} is not a finite number")
     return value
 
 
@@ -40,21 +41,21 @@ def parse_voc_xml(path: Path) -> tuple[str, tuple[int, int] | None, list[tuple[s
     """(image file name, (h, w) or None, [(class name, xyxy, difficult)]) from one annotation file.
 
     Raises:
-        AnnotationError: naming the file and the element when the XML or a number in it is malformed.
+        DatasetError: naming the file and the element when the XML or a number in it is malformed.
     """
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
-        raise AnnotationError(f"{path}: not valid VOC XML ({err})") from None
+        raise DatasetError(f"{path}: not valid VOC XML ({err})") from None
     except OSError as err:
-        raise AnnotationError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
     filename = (root.findtext("filename") or "").strip() or path.with_suffix(".jpg").name
     size = root.find("size")
     hw = None
     if size is not None and size.findtext("height") and size.findtext("width"):
         height, width = (_number(size, k, path, "<size>") for k in ("height", "width"))
         if height < 0 or width < 0 or height != int(height) or width != int(width) or (height == 0) != (width == 0):
-            raise AnnotationError(f"{path}: <size> {height:g}x{width:g} is not a positive integer size")
+            raise DatasetError(f"{path}: <size> {height:g}x{width:g} is not a positive integer size")
         # 0 x 0 is what some labelling tools write when they did not read the image: the size is unknown.
         hw = (int(height), int(width)) if height and width else None
     objects = []
@@ -62,7 +63,7 @@ def parse_voc_xml(path: Path) -> tuple[str, tuple[int, int] | None, list[tuple[s
         what = f"object {number} ({obj.findtext('name', '').strip()!r})"
         box = obj.find("bndbox")
         if box is None:
-            raise AnnotationError(f"{path}: {what} has no bndbox")
+            raise DatasetError(f"{path}: {what} has no bndbox")
         x1, y1, x2, y2 = (_number(box, k, path, f"{what} bndbox") for k in ("xmin", "ymin", "xmax", "ymax"))
         objects.append((obj.findtext("name", "").strip(), [x1 - 1, y1 - 1, x2, y2], obj.findtext("difficult") == "1"))
     return filename, hw, objects
@@ -94,7 +95,7 @@ class VocSource(Source):
         image_dir: the folder their images are in, instead of `root/JPEGImages`.
         allow_outside_root: accept `<filename>`s that are absolute or contain `..` (refused by default).
     Raises:
-        AnnotationError: an XML file is malformed or names an image outside `image_dir`.
+        DatasetError: an XML file is malformed or names an image outside `image_dir`.
     """
 
     def __init__(self, root: str | Path | None, image_set: str | None = None, tree: WordTree | None = None,
@@ -106,13 +107,13 @@ class VocSource(Source):
         xml_dir = Path(annotations) if annotations is not None else Path(root) / "Annotations"
         image_dir = Path(image_dir) if image_dir is not None else Path(root) / "JPEGImages"
         if not xml_dir.is_dir():
-            raise FileNotFoundError(f"VOC annotations folder {xml_dir} does not exist")
+            raise DatasetError(f"VOC annotations folder {xml_dir} does not exist")
         if image_set:
             if root is None:
                 raise ValueError("VocSource: image_set needs a VOC root (ImageSets/Main/<image_set>.txt)")
             listing = Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
             if not listing.exists():
-                raise FileNotFoundError(f"VOC image set {listing} does not exist")
+                raise DatasetError(f"VOC image set {listing} does not exist")
             xmls = [annotation_path(xml_dir, f"{line.split()[0]}.xml", f"{listing} line {number}")
                     for number, line in enumerate(read_text(listing).splitlines(), 1) if line.strip()]
         else:

@@ -84,26 +84,3 @@ class Darknet19(nn.Module):
         """Float[B, 3, H, W] -> (Float[B, C16, H/16, W/16], Float[B, C32, H/32, W/32])."""
         c16 = self.stride16(x)
         return c16, self.stride32(c16)
-
-
-class Darknet19Classifier(nn.Module):
-    """Darknet-19 with its classification head: 1x1 conv to C (linear, with bias), then global average pooling.
-
-    Darknet's `[avgpool]` after the conv equals pooling first; we pool last to keep the cfg's order of operations.
-    Returns logits; the softmax (flat or per WordTree group) belongs to the loss and to inference.
-
-    Args:
-        num_classes: C, classes or tree nodes.
-        width, depth: as for `Darknet19`.
-    """
-
-    def __init__(self, num_classes: int, width: float = 1.0, depth: Literal["full", "tiny"] = "full") -> None:
-        super().__init__()
-        self.trunk = Darknet19(width, depth)
-        self.classifier = nn.Conv2d(self.trunk.channels32, num_classes, 1)
-        self.num_classes = num_classes
-        self.stride = 32
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Float[B, 3, H, W] -> logits Float[B, C]."""
-        return self.classifier(self.trunk(x)[1]).mean(dim=(2, 3))

@@ -14,15 +14,12 @@ import torch
 from torch import nn
 
 from yolo9000.checkpoint import CheckpointError, check_finite, load_checkpoint, model_state
+from yolo9000.errors import WeightsError  # noqa: F401  (re-exported)
 
 DARKNET_SUFFIX = ".weights"
 # Wrappers that prefix every key: DistributedDataParallel ("module.") and torch.compile ("_orig_mod.").
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 TRUNK_PREFIX = "trunk."
-
-
-class WeightsError(CheckpointError):
-    """Weights do not fit the model; the message names the file, the parameter and both shapes."""
 
 
 def _strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -48,7 +45,7 @@ def trained_for(checkpoint: dict[str, Any]) -> str:
         parts.append(f"num_classes={model.get('num_classes')}")
     parts.append(f"width={model.get('width')}")
     parts.append(f"depth={model.get('depth')}")
-    if model.get("kind") != "darknet19" and model.get("anchors") is not None:
+    if model.get("anchors") is not None:
         parts.append(f"anchors={len(model['anchors'])}")
     return ", ".join(parts)
 
@@ -72,11 +69,21 @@ def _check_fit(model_keys: dict[str, torch.Tensor], state: dict[str, torch.Tenso
         raise WeightsError(f"{path}: {'; '.join(detail)}; the checkpoint was trained for {trained_for(checkpoint)}")
 
 
+def _check_anchors(model_keys: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: Path) -> None:
+    """The config is the anchors' one source of truth: a checkpoint trained with other anchors does not fit."""
+    if "anchors" in model_keys and "anchors" in state and not torch.allclose(
+            state["anchors"].float().cpu(), model_keys["anchors"].float().cpu(), rtol=1e-6, atol=0):
+        saved = [[round(v, 5) for v in a] for a in state["anchors"].tolist()]
+        raise WeightsError(f"{path}: the checkpoint was trained with anchors {saved}, the config's model.anchors "
+                           f"are {[[round(v, 5) for v in a] for a in model_keys['anchors'].tolist()]}; set "
+                           "model.anchors to the checkpoint's (its run's config.yaml has them)")
+
+
 def load_weights(model: nn.Module, path: str | Path, trunk_only: bool = False) -> dict[str, Any]:
     """Load weights into `model` in place.
 
     Args:
-        model: a network from `yolo9000.model.build_model`.
+        model: a network from `yolo9000.builder.build_model`.
         path: our checkpoint (any suffix but `.weights`: a training checkpoint or a bare state_dict) or a darknet
             `.weights` file.
         trunk_only: load only the Darknet-19 trunk (the YOLO9000 recipe: a classifier's trunk into a detector);
@@ -86,7 +93,7 @@ def load_weights(model: nn.Module, path: str | Path, trunk_only: bool = False) -
          "tensors": how many tensors were loaded, "trunk_only"}.
     Raises:
         WeightsError: a parameter's shape differs (first mismatch, both shapes, what the checkpoint was trained
-            for), or keys are missing or unexpected.
+            for), keys are missing or unexpected, or the checkpoint's anchors are not the config's.
         CheckpointError: the file is missing or unreadable.
     """
     path = Path(path)
@@ -109,6 +116,7 @@ def load_weights(model: nn.Module, path: str | Path, trunk_only: bool = False) -
         model.trunk.load_state_dict(state)
     else:
         _check_fit(target, state, path, checkpoint)
+        _check_anchors(target, state, path)
         model.load_state_dict(state)
     return {"format": "checkpoint", "path": str(path), "seen": checkpoint.get("seen"), "step": checkpoint.get("step"),
             "tensors": len(state), "trunk_only": trunk_only}

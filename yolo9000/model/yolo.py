@@ -1,32 +1,34 @@
-"""YOLOv2 and YOLO9000 detectors (paper sections 2 and 4; darknet `yolov2.cfg`, `yolo9000.cfg`).
+"""The heads on a trunk: YOLOv2 / YOLO9000 region head and the image classifier (paper sections 2-4; darknet
+`yolov2.cfg`, `yolo9000.cfg`, `darknet19.cfg`).
 
-One class covers both. YOLOv2 = Darknet-19 trunk, three 3x3x1024 convs of which the last follows the passthrough
-(1x1 conv to 64 on the stride-16 features, reorg, concatenated in front of the stride-32 path), then a 1x1 conv
-to A*(5+C). YOLO9000 = the same trunk straight into the 1x1 prediction conv (no extra convs, no passthrough),
-3 anchors and C = 9418 WordTree nodes. The output is raw: no sigmoid, exp or softmax here.
+A trunk is any module with `forward(x) -> (Float[B, C16, H/16, W/16], Float[B, C32, H/32, W/32])` and attributes
+`channels16`, `channels32` (`yolo9000.builder` makes them: Darknet-19, a torchvision classifier's body, ...).
+One detector class covers both YOLOv2 and YOLO9000. YOLOv2 = Darknet-19 trunk, three 3x3x1024 convs of which the
+last follows the passthrough (1x1 conv to 64 on the stride-16 features, reorg, concatenated in front of the
+stride-32 path), then a 1x1 conv to A*(5+C). YOLO9000 = the same trunk straight into the 1x1 prediction conv (no
+extra convs, no passthrough), 3 anchors and C = 9418 WordTree nodes. The output is raw: no sigmoid, exp or softmax
+here.
 
 Sub-modules are registered in darknet cfg order (trunk, head convs, passthrough conv, fused conv, prediction),
 so parameters and `.weights` line up one to one with the cfg's convolutional layers.
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-from yolo9000.model.darknet19 import Darknet19, scale_channels
+from yolo9000.model.darknet19 import scale_channels
 from yolo9000.model.layers import ConvBNLeaky, Reorg
 
 
 class YOLODetector(nn.Module):
-    """Darknet-19 trunk + YOLOv2 head; returns raw Float[B, A, 5+N, H/32, W/32].
+    """A trunk + the YOLOv2 region head; returns raw Float[B, A, 5+N, H/32, W/32].
 
     Args:
+        trunk: features at stride 16 and 32 (see the module docstring).
         num_classes: N, flat classes or WordTree nodes.
         anchors: Float[A, 2] anchor (w, h) in grid units.
-        width: channel multiplier (1.0 = the paper).
-        depth: trunk depth, "full" or "tiny".
+        width: channel multiplier of the head (1.0 = the paper).
         passthrough: YOLOv2's reorg route from the stride-16 features.
         head_convs: 3x3 convs at 1024*width channels after the trunk; with the passthrough the last of them
             comes after the concatenation (as in yolov2.cfg).
@@ -39,17 +41,15 @@ class YOLODetector(nn.Module):
 
     stride: int = 32
 
-    def __init__(self, num_classes: int, anchors: Tensor, width: float = 1.0,
-                 depth: Literal["full", "tiny"] = "full", passthrough: bool = True, head_convs: int = 3) -> None:
+    def __init__(self, trunk: nn.Module, num_classes: int, anchors: Tensor, width: float = 1.0,
+                 passthrough: bool = True, head_convs: int = 3) -> None:
         super().__init__()
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
-        if anchors.ndim != 2 or anchors.shape[1] != 2 or anchors.shape[0] == 0:
-            raise ValueError(f"model.anchors: expected A (w, h) pairs, got shape {tuple(anchors.shape)}")
         self.register_buffer("anchors", anchors)
         self.num_classes = num_classes
         self.num_anchors = anchors.shape[0]
         self.passthrough = passthrough
-        self.trunk = Darknet19(width, depth)
+        self.trunk = trunk
         head_channels = scale_channels(1024, width)
         # With the passthrough, yolov2.cfg puts the last of the three 3x3x1024 convs after the concatenation.
         after = 1 if passthrough and head_convs > 0 else 0
@@ -84,3 +84,27 @@ class YOLODetector(nn.Module):
         out = self.pred(self.fuse(y))
         B, _, H, W = out.shape
         return out.view(B, self.num_anchors, 5 + self.num_classes, H, W)
+
+
+class Classifier(nn.Module):
+    """A trunk + darknet's classification head: 1x1 conv to C (linear, with bias), then global average pooling.
+
+    Darknet's `[avgpool]` after the conv equals pooling first; we pool last to keep the cfg's order of operations.
+    Returns logits; the softmax (flat or per WordTree group) belongs to the loss and to inference.
+
+    Args:
+        trunk: features at stride 16 and 32 (only the stride-32 map is used).
+        num_classes: C, classes or tree nodes.
+    """
+
+    stride: int = 32
+
+    def __init__(self, trunk: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.classifier = nn.Conv2d(trunk.channels32, num_classes, 1)
+        self.num_classes = num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Float[B, 3, H, W] -> logits Float[B, C]."""
+        return self.classifier(self.trunk(x)[1]).mean(dim=(2, 3))

@@ -1,0 +1,70 @@
+"""Devices and precision: which device a spec names, and the autocast context of `train.amp`.
+
+Its own module so the engine, evaluation, the API and the commands share it without importing each other.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from yolo9000.errors import ConfigError
+
+__all__ = ["autocast", "device_argument", "resolve_amp", "select_device"]
+
+
+def select_device(spec: str | torch.device = "auto", local_rank: int = 0, flag: str = "device") -> torch.device:
+    """`auto`: CUDA (this process's local GPU) when present, else CPU; otherwise the named device, which must exist
+    on this machine.
+
+    Raises:
+        ConfigError: naming `flag` (`--device`, `train.device`): not a device, or one this machine lacks (instead
+            of torch's error at the first tensor moved there).
+    """
+    if str(spec) == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"{flag}={spec!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{flag}={spec} but CUDA is not available on this machine (use auto or cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{flag}={spec} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{flag}={spec} but MPS is not available on this machine (use auto or cpu)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{flag}={spec}: only cpu, cuda and mps devices are supported")
+    return device
+
+
+def device_argument(text: str) -> str:
+    """argparse `type` for `--device`: the spec unchanged when that device exists here (`auto` always does), so a
+    missing GPU is a usage error at parse time, before any model is built."""
+    import argparse
+    try:
+        select_device(text, flag="--device")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def resolve_amp(device: torch.device, amp: str) -> str:
+    """`train.amp` for `device`: "auto" becomes "bf16" where the hardware computes in bf16 (CPUs with AVX512-BF16
+    or AMX: 2-4x faster convolutions here; GPUs since Ampere), "fp16" on older GPUs, "off" elsewhere."""
+    if amp == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp=fp16 needs CUDA (fp16 with a GradScaler); use train.amp=bf16 on CPU")
+    return amp
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """The autocast context of `train.amp` ("auto", "off", "bf16", "fp16") on `device`."""
+    amp = resolve_amp(device, amp)
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
