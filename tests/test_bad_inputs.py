@@ -558,3 +558,19 @@ def test_values_checked_where_parsed(flag, value, needle, tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(image)
     fails_with(["detect", "--config", TINY, flag, value, image, "--out", tmp_path / "out"], capsys, flag, needle)
     assert not (tmp_path / "out").exists()       # refused before any model was built or file written
+
+
+def test_finite_weights_with_non_finite_outputs_skip_and_name_the_image(dataset, tmp_path, capsys):
+    state = _tiny_state(tmp_path)
+    # Finite weights whose products overflow: large activations into a prediction layer of 3e38s.
+    state = {k: v.fill_(100.0) if k.endswith("bn.bias") else v for k, v in state.items()}
+    state["pred.weight"] = torch.full_like(state["pred.weight"], 3e38)
+    weights = tmp_path / "overflow.pt"
+    torch.save({"model": state}, weights)
+    image = tmp_path / "a.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(image)
+    status, out, err = run(["detect", "--config", TINY, "--set", f"model.tree={tmp_path / 'tree.json'}",
+                            "--weights", weights, image, "--out", tmp_path / "out"], capsys)
+    assert status == 1 and "Traceback" not in err
+    error_line(err, "skipped", str(image), "NaN or infinity")
+    assert "0 images, 0 detections, 1 skipped" in out

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from yolo9000.api import Detector, RandomWeightsWarning
+from yolo9000.api import Detector, NonFiniteOutputWarning, RandomWeightsWarning
 from yolo9000.commands.options import add_json_argument, add_option_arguments, emit_json, option_values
 from yolo9000.data.images import ImageLoadError, load_image
 from yolo9000.device import device_argument
@@ -108,7 +108,16 @@ def run(args: argparse.Namespace) -> int:
             except ImageLoadError as err:
                 print(f"skipped: {err}", file=sys.stderr)
                 skipped.append({"file": str(path), "error": str(err)})
-        for (path, png, image), detections in zip(loaded, detector.batch([img for _, _, img in loaded])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NonFiniteOutputWarning)
+            found = detector.batch([img for _, _, img in loaded])
+        broken = {w.message.index for w in caught if isinstance(w.message, NonFiniteOutputWarning)}
+        for k, ((path, png, image), detections) in enumerate(zip(loaded, found)):
+            if k in broken:
+                error = f"{path}: the network output holds NaN or infinity (weights that overflow on it)"
+                print(f"skipped: {error}", file=sys.stderr)
+                skipped.append({"file": str(path), "error": error})
+                continue
             out = save_annotated(image, detections, args.out / png, detector.tree)
             results.append({"file": str(path), "annotated": str(out), "height": int(image.shape[1]),
                             "width": int(image.shape[2]), "detections": [d.to_dict() for d in detections]})

@@ -7,6 +7,8 @@
 
 Detectors are scored the darknet way (objectness x P(category's tree node), NMS, COCOeval); tree models map
 categories to nodes through the eval source's class map or wnid category names (yolo9000.evaluate).
+
+Exit status: 0; 1 when an image could not be loaded (it is named, and the metrics cover the others); 2 on bad input.
 """
 from __future__ import annotations
 
