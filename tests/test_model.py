@@ -199,9 +199,9 @@ def test_info_errors_name_the_problem(capsys, tmp_path):
     assert main(["info", "--config", "tiny", "--size", "100"]) == 2
     assert "--size 100" in capsys.readouterr().err
     bad = tmp_path / "bad.cfg"
-    bad.write_text("[net]\nwidth=64\nheight=64\n[dropout]\nprobability=.5\n")
+    bad.write_text("[net]\nwidth=64\nheight=64\n[upsample]\nstride=2\n")
     assert main(["info", "--cfg", str(bad)]) == 2
-    assert "bad.cfg:4: [dropout] layers are not supported" in capsys.readouterr().err
+    assert "bad.cfg:4: [upsample] layers are not supported" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ prepare_for_inference
@@ -244,3 +244,40 @@ def test_prepare_for_inference_bfloat16_keeps_anchors_float32():
         got = prepared(x.bfloat16().contiguous(memory_format=torch.channels_last)).float()
     # bfloat16 keeps 8 significant bits: compare against the output's scale.
     assert (got - expected).abs().max() <= 0.02 * expected.abs().max()
+
+
+def test_eval_fast_paths_give_the_reference_values():
+    """Eager CPU inference takes two shortcuts (layers.py): max-pool as two maximums and darknet batch norm as one
+    F.batch_norm with a cached variance. They must give max_pool2d's values and darknet's formula, and the cached
+    variance must follow the running statistics as training and loading change them."""
+    from yolo9000.model.layers import DARKNET_BN_EPS, DarknetBatchNorm2d, MaxPoolDarknet
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 12, 10, generator=g)
+    pool = MaxPoolDarknet(2, 2)
+    with torch.no_grad():
+        fast = pool(x)
+    assert fast.is_contiguous() and torch.equal(fast, torch.nn.functional.max_pool2d(x, 2, 2))
+    y = x.clone().requires_grad_()
+    pool(y).sum().backward()  # with gradients: max_pool2d itself (one input per window gets the gradient)
+    assert y.grad.sum() == fast.numel() and set(y.grad.unique().tolist()) == {0.0, 1.0}
+
+    bn = DarknetBatchNorm2d(8)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(8, generator=g))
+        bn.running_var.copy_(torch.rand(8, generator=g))
+        bn.running_var[0] = 0.0  # trained darknet weights hold zero variances: the 1e-6 then is the whole divisor
+        bn.weight.copy_(torch.randn(8, generator=g))
+        bn.bias.copy_(torch.randn(8, generator=g))
+
+    def darknet(module: DarknetBatchNorm2d) -> torch.Tensor:
+        scale = module.weight / (module.running_var.sqrt() + DARKNET_BN_EPS)
+        return (x - module.running_mean.view(1, -1, 1, 1)) * scale.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)
+
+    with torch.no_grad():
+        torch.testing.assert_close(bn.eval()(x), darknet(bn), rtol=1e-5, atol=1e-5)
+        bn.train()(x * 3 + 1)  # training moves the running statistics in place
+        torch.testing.assert_close(bn.eval()(x), darknet(bn), rtol=1e-5, atol=1e-5)
+        other = DarknetBatchNorm2d(8)
+        bn.load_state_dict(other.state_dict())  # loading copies into the same buffers
+        torch.testing.assert_close(bn(x), darknet(bn), rtol=1e-5, atol=1e-5)

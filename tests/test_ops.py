@@ -318,6 +318,80 @@ def test_decide_modes_differ_as_documented(tiny_tree):
         decide(cond, t, mode="best")
 
 
+def ref_decide_from(cond, tree, threshold, start):
+    """The paper's walk restricted to `start`'s subtree, scalar loop: P(. | start), `start` when nothing passes."""
+    p, decided, group = 1.0, start, int(tree.child_group[start])
+    while group >= 0:
+        off, size = int(tree.group_offset[group]), int(tree.group_size[group])
+        best = max(range(off, off + size), key=lambda j: (cond[j], -j))
+        if p * cond[best] <= threshold:
+            return decided
+        p, decided, group = p * cond[best], best, int(tree.child_group[best])
+    return decided
+
+
+def ref_darknet_from(absolute, tree, thresh, start):
+    """darknet's walk begun in `start`'s children on P(. | start) = P(.) / P(start)."""
+    p, group = 1.0, int(tree.child_group[start])
+    if group < 0:
+        return start
+    while True:
+        max_val, max_i = 0.0, 0
+        for i in range(int(tree.group_size[group])):
+            index = i + int(tree.group_offset[group])
+            val = absolute[index] / absolute[start]
+            if val > max_val:
+                max_i, max_val = index, val
+        if p * max_val > thresh:
+            p = p * max_val
+            group = int(tree.child_group[max_i])
+            if group < 0:
+                return max_i
+        else:
+            return int(tree.parent[int(tree.group_offset[group])])
+
+
+def ref_leaf(cond, tree):
+    """Argmax down to a leaf, whatever the probabilities."""
+    group, best = 0, None
+    while group >= 0:
+        off, size = int(tree.group_offset[group]), int(tree.group_size[group])
+        best = max(range(off, off + size), key=lambda j: (cond[j], -j))
+        group = int(tree.child_group[best])
+    return best
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.6])
+def test_decide_inside_a_subtree_and_to_a_leaf(tree, threshold):
+    logits = random_logits(tree, 8, scale=4.0, seed=7)
+    cond = grouped_log_softmax(logits, tree).exp()
+    absolute = ref_absolute_probs(cond, tree)
+    internal = [i for i in range(tree.num_nodes) if not bool(tree.is_leaf[i])]
+    starts = [internal[0], internal[len(internal) // 2], internal[-1], tree.leaves()[0]]
+    for start in starts:
+        subtree = set(tree.subtree(start)) | {start}
+        paper = decide(cond, tree, threshold, start=start)
+        darknet = decide(cond, tree, threshold, mode="darknet", start=start)
+        for r in range(8):
+            row = cond[r].tolist()
+            expected = ref_decide_from(row, tree, threshold, start)
+            assert int(paper.node[r]) == expected and expected in subtree
+            # score = P(X) x P(node | X) = P(node)
+            torch.testing.assert_close(paper.prob[r], absolute[r, expected])
+            assert int(darknet.node[r]) == ref_darknet_from(absolute[r].tolist(), tree, threshold, start)
+            assert int(darknet.node[r]) in subtree
+    # --leaf: a leaf whatever the threshold, the argmax descent; with a start, a leaf below it
+    for mode in ("paper", "darknet"):
+        leafward = decide(cond, tree, 0.99, mode=mode, leaf=True)
+        assert [int(n) for n in leafward.node] == [ref_leaf(cond[r].tolist(), tree) for r in range(8)]
+        assert bool(tree.is_leaf[leafward.node].all())
+        below = decide(cond, tree, 0.99, mode=mode, start=internal[0], leaf=True)
+        assert bool(tree.is_leaf[below.node].all())
+        assert all(int(n) in set(tree.subtree(internal[0])) for n in below.node)
+    with pytest.raises(ValueError, match="start node 9999 outside the tree"):
+        decide(cond, tree, start=9999)
+
+
 def test_decide_keeps_leading_dims(tiny_tree):
     cond = grouped_log_softmax(random_logits(tiny_tree, 6).view(2, 3, -1), tiny_tree).exp()
     d = decide(cond, tiny_tree)
@@ -354,3 +428,25 @@ def test_topk_leaves_match_sorting(tree):
     assert torch.equal(n_idx, n_mask) and set(n_idx.flatten().tolist()) <= set(leaves[:5])
     with pytest.raises(ValueError, match="k=6 but there are 5 leaves"):
         topk_leaves(probs, tree, k=6, leaves=subset)
+
+
+@pytest.mark.parametrize("which", ["tiny", "9k"])
+def test_fixed_shape_tree_nll_matches_the_cpu_version(which, tiny_tree, darknet_9k_tree):
+    """Accelerators take `_tree_nll_fixed` (no host sync); it must give the CPU version's loss and gradient."""
+    tree = tiny_tree if which == "tiny" else darknet_9k_tree
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(3, tree.num_nodes, 40, generator=g).transpose(1, 2) * 4  # strided, as the loss passes it
+    labels = torch.randint(-1, tree.num_nodes, (3, 40), generator=g)
+    labels[0] = -1  # a block of ignored rows
+    a, b = logits.detach().requires_grad_(), logits.detach().clone().transpose(1, 2).requires_grad_()
+    assert not b.transpose(1, 2).is_contiguous()
+    expected, got = tree_nll(a, labels, tree), ops._tree_nll_fixed(b.transpose(1, 2), labels, tree)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    expected.sum().backward()
+    got.sum().backward()
+    torch.testing.assert_close(b.grad.transpose(1, 2), a.grad, rtol=1e-5, atol=1e-6)
+    columns, depth, paths = ops.path_columns(tree)
+    for node in (0, tree.num_nodes - 1, tree.num_nodes // 2):
+        want = sorted(c for k in tree.path(node) for c in tree.siblings(k))
+        assert sorted(c for c in columns[node].tolist() if c >= 0) == want
+        assert (depth[node] >= 0).sum() == len(want)

@@ -140,3 +140,66 @@ def test_hsv_jitter_matches_darknet_pixel_loop(hue, saturation, exposure):
     out = hsv_jitter(image, hue, saturation, exposure)
     torch.testing.assert_close(out, reference_distort(image, hue, saturation, exposure), atol=1e-5, rtol=0)
     assert torch.equal(image, before)
+
+
+def reference_train_transform(transform: TrainTransform, image: torch.Tensor, target: dict, size: int,
+                              generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """The earlier torchvision.transforms.v2 pipeline (pad, crop, resize, flip and pad with BoundingBoxes riding
+    along): a slow, independent reference for `sample` + `render` + `transform_boxes`."""
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional as F
+
+    from yolo9000.data.transforms import _letterbox_layout, _rand_scale, _uniform
+
+    boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:]))
+    height, width = image.shape[-2:]
+    dw, dh = transform.jitter * width, transform.jitter * height
+    left, right = (round(_uniform(-dw, dw, generator)) for _ in range(2))
+    top, bottom = (round(_uniform(-dh, dh, generator)) for _ in range(2))
+    right, bottom = min(right, width - left - 1), min(bottom, height - top - 1)
+    padding = [max(0, -left), max(0, -top), max(0, -right), max(0, -bottom)]
+    image, boxes = F.pad(image, padding, fill=127), F.pad(boxes, padding)
+    crop = (max(0, top), max(0, left), height - top - bottom, width - left - right)
+    image, boxes = F.crop(image, *crop), F.crop(boxes, *crop)
+    new_h, new_w, padding = _letterbox_layout(*image.shape[-2:], size)
+    image, boxes = F.resize(image, [new_h, new_w], antialias=True), F.resize(boxes, [new_h, new_w])
+    if float(torch.rand((), generator=generator)) < 0.5:
+        image, boxes = F.horizontal_flip(image), F.horizontal_flip(boxes)
+        padding = [padding[2], padding[1], padding[0], padding[3]]
+    image = F.to_dtype(image, torch.float32, scale=True)
+    hsv = (_uniform(-transform.hue, transform.hue, generator), _rand_scale(transform.saturation, generator),
+           _rand_scale(transform.exposure, generator))
+    fill = float(hsv_jitter(torch.full((3, 1, 1), 127 / 255), *hsv)[0, 0, 0])
+    image = F.pad(hsv_jitter(image, *hsv), padding, fill=fill)
+    boxes = F.clamp_bounding_boxes(F.pad(boxes, padding)).as_subclass(torch.Tensor)
+    wh = boxes[:, 2:] - boxes[:, :2]
+    keep = (wh > 0).all(1) & (wh >= transform.min_box_size).all(1)
+    return image, {"boxes": boxes[keep], "labels": target["labels"][keep]}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_sample_render_match_the_torchvision_pipeline(seed):
+    g = torch.Generator().manual_seed(100 + seed)
+    height, width = int(torch.randint(20, 90, (), generator=g)), int(torch.randint(20, 90, (), generator=g))
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g)
+    xy = torch.rand(5, 2, generator=g) * torch.tensor([width, height])
+    wh = torch.rand(5, 2, generator=g) * torch.tensor([width, height]) / 2
+    target = {"labels": torch.arange(5), "boxes": torch.cat([xy, xy + wh], 1)}
+    transform = TrainTransform(jitter=0.3, min_box_size=1.0)
+    out, new = transform(image, target, 64, torch.Generator().manual_seed(seed))
+    ref, ref_target = reference_train_transform(transform, image, target, 64, torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(out, ref, atol=1 / 255, rtol=0)
+    assert new["labels"].tolist() == ref_target["labels"].tolist()
+    torch.testing.assert_close(new["boxes"], ref_target["boxes"], atol=1e-3, rtol=0)
+
+
+def test_render_batched_equals_one_at_a_time():
+    from yolo9000.data.transforms import render
+
+    g = torch.Generator().manual_seed(3)
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in ((40, 60), (70, 30))]
+    transform = TrainTransform()
+    params = [transform.sample(*im.shape[-2:], 48, g) for im in images]
+    batched = render(images, params)
+    for b, (image, p) in enumerate(zip(images, params)):
+        torch.testing.assert_close(batched[b], render([image], [p])[0], atol=1e-6, rtol=0)

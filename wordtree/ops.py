@@ -13,6 +13,7 @@ bf16 inputs are computed and returned in float32 (a 9418-way softmax loses too m
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -273,6 +274,10 @@ def tree_nll(logits: Tensor, labels: Tensor, tree: WordTree) -> Tensor:
         return tree_nll(logits[None], labels[None], tree)[0]
     N = tree.num_nodes
     bad = (labels < -1) | (labels >= N)
+    if logits.device.type != "cpu":
+        # Accelerators: fixed shapes and a device-side check, so a training step never waits on the host.
+        torch._assert_async(~bad.any(), f"tree_nll: a label is out of range (node indices are 0..{N - 1}, -1 ignore)")
+        return _tree_nll_fixed(logits, labels, tree)
     if bool(bad.any()):
         raise ValueError(f"tree_nll: label {int(labels[bad][0])} out of range: node indices are 0..{N - 1}, "
                          f"-1 means ignore")
@@ -305,6 +310,71 @@ def tree_nll(logits: Tensor, labels: Tensor, tree: WordTree) -> Tensor:
     target = torch.where(on_path, x[at].view(path.shape), 0.0)                        # [K, D+1] path logits
     row_loss = (lse - target).sum(dim=1)                                               # [K]
     return logits.new_zeros(labels.shape, dtype=dtype).index_put(tuple(where.unbind(1)), row_loss)
+
+
+_PATH_COLUMNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def path_columns(tree: WordTree, device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Every column of every sibling group on each node's root path, cached per tree and device.
+
+    Args:
+        tree: the WordTree.
+        device: where the tables are wanted (default the tree's own device); copied there once.
+    Returns:
+        columns: Long[N, C] node indices, -1 padded; C = the largest such count (221 for darknet's 9k tree).
+        depth: Long[N, C] the path step (depth) of the group each column belongs to, -1 where padded.
+        paths: Long[N, D+1] `tree.paths` on `device`.
+    """
+    device = torch.device(device) if device is not None else tree.paths.device
+    per_device = _PATH_COLUMNS.setdefault(tree, {})
+    if device in per_device:
+        return per_device[device]
+    on_path = tree.paths >= 0
+    groups = tree.group[tree.paths.clamp(min=0)]                                 # [N, D+1]
+    sizes = torch.where(on_path, tree.group_size[groups], 0)                     # [N, D+1]
+    starts = sizes.cumsum(1) - sizes                                             # column where each step starts
+    width = int(sizes.sum(1).max())
+    column = torch.arange(width, device=sizes.device)
+    # The step of column j: the last step starting at or before j (empty steps past the label never start).
+    step = ((starts[:, None, :] <= column[None, :, None]) & (sizes[:, None, :] > 0)).sum(-1).sub(1).clamp(min=0)
+    within = column[None] - starts.gather(1, step)
+    valid = within < sizes.gather(1, step)
+    columns = torch.where(valid, tree.group_offset[groups].gather(1, step) + within, -1)
+    tables = (columns.to(device), torch.where(valid, step, -1).to(device), tree.paths.to(device))
+    per_device[device] = tables
+    return tables
+
+
+def _tree_nll_fixed(logits: Tensor, labels: Tensor, tree: WordTree) -> Tensor:
+    """`tree_nll` with shapes fixed by the tree alone (no nonzero, no host-side sizes): each row gathers the C
+    columns of its label's path groups from `path_columns`, -1 labels included and masked at the end. Twice the
+    gathered elements of the CPU version, so it is for accelerators, where a host sync costs more."""
+    columns, depth, paths = path_columns(tree, logits.device)
+    dtype = _compute_dtype(logits.dtype)
+    label = labels.reshape(-1)
+    # Index every leading dim instead of reshaping: the loss passes strided views of the network output, and a
+    # reshape would copy all N logits of every row.
+    rows = tuple(i[:, None] for i in torch.unravel_index(torch.arange(label.numel(), device=logits.device),
+                                                         tuple(labels.shape)))
+    node = label.clamp(min=0).long()
+    cols, steps = columns[node], depth[node]                                    # [R, C]
+    valid = cols >= 0
+    step = steps.clamp(min=0)
+    x = logits[rows + (cols.clamp(min=0),)].to(dtype)                          # [R, C]
+    num_steps = tree.paths.shape[1]
+    # Per-step max as a constant shift (exact: d logsumexp / dx is the softmax whatever the shift).
+    masked = torch.where(valid, x.detach(), -torch.inf)
+    shift = masked.new_full((x.shape[0], num_steps), -torch.inf).scatter_reduce(1, step, masked, "amax")
+    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    exps = torch.where(valid, (x - shift.gather(1, step)).exp(), 0.0)
+    sums = x.new_zeros(x.shape[0], num_steps).scatter_add(1, step, exps)
+    path = paths[node]                                                          # [R, D+1]
+    on_path = path >= 0
+    lse = torch.where(on_path, shift + torch.where(on_path, sums, 1.0).log(), 0.0)
+    target = torch.where(on_path, logits[rows + (path.clamp(min=0),)].to(dtype), 0.0)
+    loss = torch.where(label >= 0, (lse - target).sum(1), 0.0)
+    return loss.view(labels.shape)
 
 
 # ---------------------------------------------------------------------------------------------------- decisions
@@ -353,7 +423,8 @@ def _group_argmax(values: Tensor, group: Tensor, tree: WordTree, darknet: bool =
 
 
 @torch.no_grad()
-def decide(cond_probs: Tensor, tree: WordTree, threshold: float = 0.5, mode: str = "paper") -> Decision:
+def decide(cond_probs: Tensor, tree: WordTree, threshold: float = 0.5, mode: str = "paper", start: int | None = None,
+           leaf: bool = False) -> Decision:
     """The top-down decision walk of YOLO9000 (paper section 4; darknet `hierarchy_top_prediction`).
 
     mode "paper" (default): from the roots' group, take the most probable child, multiply its conditional into
@@ -364,43 +435,58 @@ def decide(cond_probs: Tensor, tree: WordTree, threshold: float = 0.5, mode: str
     it multiplies P(child) into a product of earlier absolute probabilities, so it stops earlier than the paper;
     a failed step in a non-root group returns the group's parent, in the roots' group the best root.
 
+    `start` restricts the decision to a subtree (issue 12, "--node X"): the walk begins in X's children with
+    P(. | X), i.e. the running product starts at 1 at X and the threshold applies to P(node | X); when no child of X
+    passes, the decision is X. `leaf` walks to a leaf whatever the threshold (the most specific answer).
+
     Args:
         cond_probs: Float[..., N] conditional probabilities P(node | parent) (exp of grouped_log_softmax).
         tree: the WordTree.
         threshold: darknet's `hier_thresh` (.5 in its CLI).
         mode: "paper" or "darknet".
+        start: node index X whose subtree the decision is restricted to (None: the whole tree).
+        leaf: descend to a leaf regardless of the threshold.
     Returns:
-        Decision with node, prob = P(node), depth, each shaped cond_probs.shape[:-1].
+        Decision with node, prob = P(node) (absolute: for a walk from X, P(X) x P(node | X)), depth, each shaped
+        cond_probs.shape[:-1].
     """
     _check_nodes(cond_probs, tree, "decide: cond_probs")
     if mode not in DECIDE_MODES:
         raise ValueError(f"decide: mode {mode!r} is not one of {DECIDE_MODES}")
+    if start is not None and not 0 <= int(start) < tree.num_nodes:
+        raise ValueError(f"decide: start node {start} outside the tree (0..{tree.num_nodes - 1})")
     cond = cond_probs.to(_compute_dtype(cond_probs.dtype)).reshape(-1, tree.num_nodes)
     absolute = _accumulate_down(cond, tree, torch.mul)
+    # Every accepted step multiplies a probability <= 1 into a product > threshold: below 0 nothing is refused.
+    threshold = -1.0 if leaf else threshold
     if mode == "paper":
-        node = _walk_paper(cond, tree, threshold)
+        node = _walk_paper(cond, tree, threshold, start)
     else:
-        node = _walk_darknet(absolute, tree, threshold)
+        # darknet's walk reads absolute probabilities; below X they are P(. | X) = P(.) / P(X).
+        relative = absolute if start is None else absolute / absolute[:, int(start), None].clamp_min(torch.finfo(absolute.dtype).tiny)
+        node = _walk_darknet(relative, tree, threshold, start)
     device = cond.device
     lead = cond_probs.shape[:-1]
     prob = absolute.gather(1, node[:, None]).squeeze(1)
     return Decision(node=node.view(lead), prob=prob.view(lead), depth=_on(tree.depth, device)[node].view(lead))
 
 
-def _walk_paper(cond: Tensor, tree: WordTree, threshold: float) -> Tensor:
-    """Long[R]: multiply conditionals down the argmax path while the product stays > threshold."""
+def _walk_paper(cond: Tensor, tree: WordTree, threshold: float, start: int | None = None) -> Tensor:
+    """Long[R]: multiply conditionals down the argmax path while the product stays > threshold (from `start`'s
+    children when given, deciding `start` itself when none passes)."""
     R = cond.shape[0]
     device = cond.device
     child_group = _on(tree.child_group, device)
-    group = torch.zeros(R, dtype=torch.long, device=device)
+    first_group = 0 if start is None else int(tree.child_group[int(start)])
+    group = torch.full((R,), max(first_group, 0), dtype=torch.long, device=device)
     product = torch.ones(R, dtype=cond.dtype, device=device)
-    active = torch.ones(R, dtype=torch.bool, device=device)
-    decided = torch.full((R,), -1, dtype=torch.long, device=device)
+    active = torch.full((R,), first_group >= 0, dtype=torch.bool, device=device)
+    decided = torch.full((R,), -1 if start is None else int(start), dtype=torch.long, device=device)
     for step in range(tree.max_depth + 1):
         best, value = _group_argmax(cond, group, tree)
         candidate = product * value
         accept = active & (candidate > threshold)
-        if step == 0:
+        if step == 0 and start is None:
             # Even a root below the threshold is an answer: the best guess at the top level.
             decided = best
         decided = torch.where(accept, best, decided)
@@ -413,17 +499,19 @@ def _walk_paper(cond: Tensor, tree: WordTree, threshold: float) -> Tensor:
     return decided
 
 
-def _walk_darknet(absolute: Tensor, tree: WordTree, threshold: float) -> Tensor:
-    """Long[R]: darknet's `hierarchy_top_prediction` over absolute probabilities, transcribed with its quirks."""
+def _walk_darknet(absolute: Tensor, tree: WordTree, threshold: float, start: int | None = None) -> Tensor:
+    """Long[R]: darknet's `hierarchy_top_prediction` over absolute probabilities, transcribed with its quirks. From
+    `start`, the walk begins in its children's group (whose failure returns the group's parent, `start`)."""
     R = absolute.shape[0]
     device = absolute.device
     child_group = _on(tree.child_group, device)
     parent = _on(tree.parent, device)
     group_offset = _on(tree.group_offset, device)
-    group = torch.zeros(R, dtype=torch.long, device=device)
+    first_group = 0 if start is None else int(tree.child_group[int(start)])
+    group = torch.full((R,), max(first_group, 0), dtype=torch.long, device=device)
     product = torch.ones(R, dtype=absolute.dtype, device=device)
-    active = torch.ones(R, dtype=torch.bool, device=device)
-    decided = torch.zeros(R, dtype=torch.long, device=device)
+    active = torch.full((R,), first_group >= 0, dtype=torch.bool, device=device)
+    decided = torch.full((R,), 0 if start is None else int(start), dtype=torch.long, device=device)
     # Each accepted step descends one level, so the walk ends within max_depth + 1 steps.
     for _ in range(tree.max_depth + 1):
         max_i, max_val = _group_argmax(absolute, group, tree, darknet=True)

@@ -143,6 +143,9 @@ class DataConfig(_Section):
     flip: bool = True
     min_box_size: float = 2.0             # boxes smaller than this (pixels, after augmentation) are dropped
     workers: int = 2
+    # cpu: loader workers decode and augment; device: workers hand over JPEG bytes and drawn augmentations, and
+    # decoding (nvjpeg on CUDA) and augmentation run batched on the training device (data/device.py).
+    decode: Literal["cpu", "device"] = "cpu"
     class_map: str | None = None          # darknet .map, or a YAML of category -> wnid
 
     def check(self) -> None:

@@ -108,9 +108,12 @@ def run(args: argparse.Namespace) -> int:
             except ImageLoadError as err:
                 print(f"skipped: {err}", file=sys.stderr)
                 skipped.append({"file": str(path), "error": str(err)})
+        darknet = detector.options.compat == "darknet"
+        # darknet decodes the files itself (stb_image), so its pipeline gets the paths.
+        inputs = [path if darknet else img for path, _, img in loaded]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", NonFiniteOutputWarning)
-            found = detector.batch([img for _, _, img in loaded])
+            found = detector.batch(inputs)
         broken = {w.message.index for w in caught if isinstance(w.message, NonFiniteOutputWarning)}
         for k, ((path, png, image), detections) in enumerate(zip(loaded, found)):
             if k in broken:
@@ -118,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"skipped: {error}", file=sys.stderr)
                 skipped.append({"file": str(path), "error": error})
                 continue
+            if darknet and not args.json:
+                # darknet's `detector test` printout: the image, then `label: NN%` per detection.
+                print(f"{path}:\n" + "".join(f"{d.name}: {d.score * 100:.0f}%\n" for d in detections), end="")
             out = save_annotated(image, detections, args.out / png, detector.tree)
             results.append({"file": str(path), "annotated": str(out), "height": int(image.shape[1]),
                             "width": int(image.shape[2]), "detections": [d.to_dict() for d in detections]})

@@ -51,15 +51,22 @@ def collate(samples: Sequence[tuple[Tensor, dict]]) -> Batch:
     Each target holds "labels" Long[T] and, for detection images, "boxes" Float[T, 4] xyxy input pixels; optional
     "image_id", "orig_size" (h, w) and "letterbox" (scale, pad_x, pad_y).
     """
-    num = len(samples)
-    max_boxes = max([1] + [len(t["labels"]) for _, t in samples])
+    images = torch.stack([img for img, _ in samples])
+    return Batch(images=images, **collate_targets([t for _, t in samples], [img.shape[-2:] for img, _ in samples]))
+
+
+def collate_targets(targets: Sequence[dict], image_sizes: Sequence[tuple[int, int]]) -> dict[str, Tensor]:
+    """Every `Batch` field but `images`, from per-image targets (as `collate`); `image_sizes` stands in for a
+    missing "orig_size"."""
+    num = len(targets)
+    max_boxes = max([1] + [len(t["labels"]) for t in targets])
     boxes = torch.full((num, max_boxes, 4), -1.0)
     labels = torch.full((num, max_boxes), -1, dtype=torch.long)
     is_det = torch.zeros(num, dtype=torch.bool)
     ids = torch.full((num,), -1, dtype=torch.long)
     sizes = torch.zeros((num, 2), dtype=torch.long)
     letterbox = torch.tensor([[1.0, 0.0, 0.0]]).repeat(num, 1)
-    for i, (image, target) in enumerate(samples):
+    for i, (target, image_size) in enumerate(zip(targets, image_sizes)):
         n = len(target["labels"])
         labels[i, :n] = torch.as_tensor(target["labels"], dtype=torch.long)
         det = "boxes" in target
@@ -67,9 +74,8 @@ def collate(samples: Sequence[tuple[Tensor, dict]]) -> Batch:
         if det and n:
             boxes[i, :n] = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(n, 4)
         ids[i] = int(target.get("image_id", i))
-        sizes[i] = torch.as_tensor(target.get("orig_size", image.shape[-2:]))
+        sizes[i] = torch.as_tensor(target.get("orig_size", tuple(image_size)))
         if "letterbox" in target:
             letterbox[i] = torch.as_tensor(target["letterbox"], dtype=torch.float32)
-    images = torch.stack([img for img, _ in samples])
-    return Batch(images=images, is_detection=is_det, boxes=boxes, labels=labels, image_ids=ids,
-                 orig_sizes=sizes, letterbox=letterbox)
+    return {"is_detection": is_det, "boxes": boxes, "labels": labels, "image_ids": ids, "orig_sizes": sizes,
+            "letterbox": letterbox}

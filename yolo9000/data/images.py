@@ -177,6 +177,54 @@ def decode_image(data: bytes, name: str = "<bytes>") -> Tensor:
     return _decode_pil(data, name)
 
 
+def jpeg_header(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, EXIF orientation) of a JPEG a device decoder can take, from its header only; None otherwise.
+
+    The size is upright (after the orientation), as `decode_image` would return it. None for anything that is not
+    an 8-bit RGB or grayscale JPEG (CMYK, other formats) or whose header does not parse: those are decoded on the
+    host (`decode_image`), which also words the error.
+    """
+    if data[:3] != JPEG_MAGIC:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.mode not in ("RGB", "L"):
+                return None
+            width, height = image.size
+            orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError, SyntaxError):
+        return None
+    if orientation not in range(1, 9):
+        orientation = 1
+    return (width, height, orientation) if orientation in (5, 6, 7, 8) else (height, width, orientation)
+
+
+def apply_orientation(image: Tensor, orientation: int) -> Tensor:
+    """Turn decoded pixels upright by their EXIF orientation (1-8), with tensor ops on any device.
+
+    Args:
+        image: [C, H, W] as stored in the file.
+        orientation: the EXIF tag value; 1 (or anything outside 2-8) leaves the image as it is.
+    Returns:
+        [C, H', W'] upright (H' = W and W' = H for the turned orientations 5-8).
+    """
+    if orientation == 2:
+        return image.flip(-1)
+    if orientation == 3:
+        return image.flip(-1, -2)
+    if orientation == 4:
+        return image.flip(-2)
+    if orientation == 5:
+        return image.transpose(-1, -2)
+    if orientation == 6:
+        return image.transpose(-1, -2).flip(-1)
+    if orientation == 7:
+        return image.transpose(-1, -2).flip(-1, -2)
+    if orientation == 8:
+        return image.transpose(-1, -2).flip(-2)
+    return image
+
+
 def read_bytes(path: str | Path) -> bytes:
     try:
         return Path(path).read_bytes()

@@ -19,6 +19,7 @@ from wordtree.tree import WordTree
 from yolo9000.config import DataConfig
 from yolo9000.data.collate import Batch, collate
 from yolo9000.data.descriptor import DatasetDescriptor, build_classification, build_detection
+from yolo9000.data.device import EncodedBatch, EncodedSample, encode_sample, encoded_collate
 from yolo9000.data.images import REASON_KINDS, ImageLoadError
 from yolo9000.data.sampler import MixedBatchSampler
 from yolo9000.data.source import Source
@@ -36,30 +37,41 @@ class SizedDataset(Dataset):
     count; exceptions other than unreadable images (bugs) still propagate.
     """
 
-    def __init__(self, parts: Sequence[Source], transform: TrainTransform | EvalTransform) -> None:
+    def __init__(self, parts: Sequence[Source], transform: TrainTransform | EvalTransform,
+                 encoded: bool = False) -> None:
+        if encoded and not isinstance(transform, TrainTransform):
+            raise ValueError("SizedDataset: encoded samples (data.decode: device) are for training only")
         self.parts = [p for p in parts if p is not None]
         self.offsets = torch.tensor([0] + [len(p) for p in self.parts]).cumsum(0)
         self.transform = transform
+        self.encoded = encoded
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def __getitem__(self, item: tuple[int, ...]) -> tuple[Tensor, dict] | Failure:
+    def __getitem__(self, item: tuple[int, ...]) -> tuple[Tensor, dict] | EncodedSample | Failure:
         # (index, size) or (index, size, seed): a seeded item is augmented from its own generator, never from the
         # worker's global RNG, so a resumed or re-sliced stream reproduces the same augmentation.
         index, size, *seed = item
         k = int(torch.searchsorted(self.offsets, index, right=True)) - 1
-        part = self.parts[k]
-        try:
-            image, target = part[index - int(self.offsets[k])]
-        except ImageLoadError as err:
-            return FAILURE_KINDS[err.reason], part.records[index - int(self.offsets[k])].file
+        part, local = self.parts[k], index - int(self.offsets[k])
         generator = torch.Generator().manual_seed(seed[0]) if seed else None
+        try:
+            if self.encoded:  # bytes and the drawn augmentation: the device decodes and renders (data/device.py)
+                return encode_sample(part, local, self.transform, size, generator)
+            image, target = part[local]
+        except ImageLoadError as err:
+            return FAILURE_KINDS[err.reason], part.records[local].file
         return self.transform(image, target, size, generator)
 
 
-def skipping_collate(samples: list) -> tuple[Batch | None, list[Failure]]:
-    """`collate` over the samples that loaded, plus the failures (counted by the loader in the main process)."""
+def skipping_collate(samples: list) -> tuple[Batch | EncodedBatch | None, list[Failure]]:
+    """`collate` (or `encoded_collate`) over the samples that loaded, plus the failures (counted by the loader in
+    the main process)."""
+    encoded = [s for s in samples if isinstance(s, EncodedSample)]
+    if encoded:
+        failed = [s for s in samples if not isinstance(s, EncodedSample)]
+        return encoded_collate(encoded), failed
     good = [s for s in samples if isinstance(s[0], Tensor)]
     failed = [s for s in samples if not isinstance(s[0], Tensor)]
     return (collate(good) if good else None), failed
@@ -69,14 +81,18 @@ class SkippingLoader(DataLoader):
     """A DataLoader yielding `Batch`, counting skipped samples (`skipped`, `first_failures`) and batches consumed.
 
     `state_dict()` gives the sampler state at the number of batches actually consumed (prefetched batches are not
-    counted), so a checkpoint taken mid-epoch resumes exactly.
+    counted), so a checkpoint taken mid-epoch resumes exactly. An `encoded` loader (`data.decode: device`) yields
+    `EncodedBatch`es for `data.device.DeviceFeeder`, which sets `handed_out` to the position of the batch it last
+    handed to the trainer.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, encoded: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.encoded = encoded
         self.skipped: Counter = Counter()
         self.first_failures: list[Failure] = []
         self.consumed = 0
+        self.handed_out: int | None = None
 
     def __iter__(self) -> Iterator[Batch]:
         sampler = self.batch_sampler
@@ -101,7 +117,7 @@ class SkippingLoader(DataLoader):
 
     def state_dict(self) -> dict:
         state = self.batch_sampler.state_dict()
-        state["position"] = self.consumed
+        state["position"] = self.consumed if self.handed_out is None else self.handed_out
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -115,7 +131,7 @@ def _worker_init(worker_id: int) -> None:
 
 def build_train_loader(descriptor: DatasetDescriptor, tree: WordTree | None, data_cfg: DataConfig, seed: int = 0,
                        rank: int = 0, world_size: int = 1, split: str = "train",
-                       num_batches: int | None = None) -> SkippingLoader:
+                       num_batches: int | None = None, encoded: bool | None = None) -> SkippingLoader:
     """The joint training stream: mixed batches, multi-scale, full augmentation.
 
     Args:
@@ -124,19 +140,23 @@ def build_train_loader(descriptor: DatasetDescriptor, tree: WordTree | None, dat
         data_cfg: batch composition, sizes and augmentation.
         seed, rank, world_size: sampler determinism and DDP slice.
         num_batches: batches per epoch (default: the sampler's, one pass over the larger part).
+        encoded: hand over encoded bytes and drawn augmentations (`EncodedBatch`) for decoding on the training
+            device; default `data_cfg.decode == "device"`. Iterate through `data.device.feed(loader, device)`.
     Returns:
-        A loader yielding `Batch`; call `loader.batch_sampler.set_epoch(e)` before each epoch.
+        A loader yielding `Batch` (or `EncodedBatch`); call `loader.batch_sampler.set_epoch(e)` before each epoch.
     """
     detection = build_detection(descriptor, split, tree)
     classification = build_classification(descriptor, split, tree)
     transform = TrainTransform(jitter=data_cfg.jitter, hue=data_cfg.hue, saturation=data_cfg.saturation,
                                exposure=data_cfg.exposure, flip=data_cfg.flip, min_box_size=data_cfg.min_box_size)
-    dataset = SizedDataset([detection, classification], transform)
+    if encoded is None:
+        encoded = data_cfg.decode == "device"
+    dataset = SizedDataset([detection, classification], transform, encoded=encoded)
     sampler = MixedBatchSampler(len(detection or []), len(classification or []), data_cfg.det_per_batch,
                                 data_cfg.cls_per_batch, sizes=tuple(data_cfg.multiscale),
                                 period=data_cfg.multiscale_period, seed=seed, rank=rank, world_size=world_size,
                                 mixing=data_cfg.mixing, num_batches=num_batches)
-    return _loader(dataset, sampler, data_cfg.workers, seed)
+    return _loader(dataset, sampler, data_cfg.workers, seed, encoded=encoded)
 
 
 class _FixedBatches:
@@ -186,11 +206,11 @@ def build_classification_eval_loader(descriptor: DatasetDescriptor, tree: WordTr
                    data_cfg.workers, 0)
 
 
-def _loader(dataset: SizedDataset, batch_sampler, workers: int, seed: int) -> SkippingLoader:
+def _loader(dataset: SizedDataset, batch_sampler, workers: int, seed: int, encoded: bool = False) -> SkippingLoader:
     generator = torch.Generator().manual_seed(seed)
     # Persistent workers: forking new ones every epoch makes the trainer copy every page of its parameters,
     # gradients and momentum that it writes next (copy-on-write), ~2.5 s per epoch for YOLOv2 on a CPU. The
     # sampler still runs in the main process, so epochs and resume positions are unaffected.
     return SkippingLoader(dataset, batch_sampler=batch_sampler, collate_fn=skipping_collate, num_workers=workers,
                           worker_init_fn=_worker_init if workers else None, generator=generator,
-                          persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
+                          persistent_workers=workers > 0, prefetch_factor=2 if workers else None, encoded=encoded)

@@ -118,13 +118,16 @@ class Source(Dataset):
         return stat.st_size, stat.st_mtime_ns
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
+        image = decode_image(self.read_bytes(index), self.records[index].file)
+        return image, self.target(index, tuple(image.shape[-2:]))
+
+    def target(self, index: int, size: tuple[int, int]) -> dict:
+        """The sample's target (module docstring) for an upright image of `size` (height, width)."""
         record = self.records[index]
-        image = decode_image(self.read_bytes(index), record.file)
-        target: dict = {"labels": record.labels.clone(), "image_id": record.image_id,
-                        "orig_size": tuple(image.shape[-2:])}
+        target: dict = {"labels": record.labels.clone(), "image_id": record.image_id, "orig_size": tuple(size)}
         if record.boxes is not None:
             target["boxes"] = record.boxes.clone()
-        return image, target
+        return target
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.kind}, {len(self)} images)"
