@@ -163,7 +163,7 @@ def scan_classification(folders: list[Path], lists: list[Path]) -> list[tuple[st
     for folder in folders:
         if not folder.is_dir():
             raise CombineError(f"--imagenet {folder}: not a folder (expected one sub-folder per wnid)")
-        found = scan_folders(folder)
+        found, _ = scan_folders(folder)   # (images, strays outside any wnid folder)
         if not any(_WNID.match(w) for _, w in found):
             raise CombineError(f"--imagenet {folder}: no images in wnid sub-folders (like n02084071/)")
         items += found
