@@ -436,7 +436,7 @@ def combine(out: str | Path, detection: list[DetectionInput], folders: list[Path
                            + [{"format": "imagenet", "list": str(p.resolve())} for p in lists])
         else:  # a subset of the classes: list exactly the images kept
             (out / CLASSIFICATION_LIST).write_text("".join(f"{Path(p).resolve()} {w}\n" for p, w in kept_items))
-            cls_entries = [{"format": "imagenet", "list": CLASSIFICATION_LIST}]
+            cls_entries = [{"format": "imagenet", "list": CLASSIFICATION_LIST, "allow_outside_root": True}]  # absolute
         sources.setdefault("train", {})["classification"] = cls_entries
     splits = {split: {kind: entries[0] if len(entries) == 1 else entries for kind, entries in parts.items()}
               for split, parts in sorted(sources.items(), key=lambda kv: kv[0] != "train")}
