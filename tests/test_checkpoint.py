@@ -79,15 +79,16 @@ def test_load_errors_name_the_file(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="bad.pt could not be read"):
+    with pytest.raises(CheckpointError, match="bad.pt is not a PyTorch checkpoint"):
         load_checkpoint(bad)
 
 
 def test_weights_only_refuses_pickled_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "obj": TrainConfig()}, path)  # a dataclass needs unpickling code: refused
-    with pytest.raises(CheckpointError, match="could not be read"):
+    with pytest.raises(CheckpointError, match="evil.pt holds objects other than tensors") as caught:
         load_checkpoint(path)
+    assert "weights_only=False" not in str(caught.value)  # torch's advice would run the file's code
 
 
 @pytest.mark.parametrize("step,expected", [

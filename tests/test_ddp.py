@@ -51,4 +51,5 @@ def test_two_gloo_processes_average_gradients_like_one_process(tmp_path):
     rows = (run / "scalars.csv").read_text().splitlines()[1:]
     keys = [tuple(r.split(",")[:2]) for r in rows]
     assert len(keys) == len(set(keys)) and ("2", "loss") in keys
-    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "curves.png", "last.pt", "scalars.csv", "tb"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.yaml", "curves.png", "last.pt", "scalars.csv",
+                                                     "tb"]

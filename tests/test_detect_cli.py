@@ -45,8 +45,9 @@ def test_detect_writes_png_and_json_and_skips_bad_images(tmp_path, tree_file, im
     status = main(["detect", "--config", TINY, "--set", f"model.tree={tree_file}", str(images[0]), str(broken),
                    str(tmp_path / "missing.png"), str(images[1]), "--out", str(out), "--device", "cpu", *LOW])
     err = capsys.readouterr().err
-    assert status == 0
+    assert status == 1       # something was skipped: a script can tell
     assert "RANDOM weights" in err and err.count("RANDOM weights") == 1
+    assert "skipped 2 of 4 images" in err
     assert f"skipped: {broken}" in err and f"skipped: {tmp_path / 'missing.png'}" in err
     assert sorted(p.name for p in out.iterdir()) == ["detections.json", "tall.png", "wide.png"]
     with Image.open(out / "wide.png") as png:
@@ -62,13 +63,13 @@ def test_detect_writes_png_and_json_and_skips_bad_images(tmp_path, tree_file, im
         assert det["path"][-1]["wnid"] == det["wnid"]
 
 
-def test_detect_fails_only_when_nothing_could_be_processed(tmp_path, tree_file, capsys):
+def test_detect_fails_when_nothing_could_be_processed(tmp_path, tree_file, capsys):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     status = main(["detect", "--config", TINY, "--set", f"model.tree={tree_file}", str(bad), "--out",
                    str(tmp_path / "o"), "--device", "cpu"])
     assert status == 1
-    assert "no image could be processed" in capsys.readouterr().err
+    assert "skipped 1 of 1 images" in capsys.readouterr().err
 
 
 def test_detect_reports_a_bad_model_source(tmp_path, images, capsys):

@@ -30,9 +30,22 @@ def parse_tree_lines(lines: Sequence[str], source: str = "tree") -> tuple[list[s
     return wnids, parents
 
 
+def _read_text(path: Path) -> str:
+    """UTF-8 text with a leading BOM stripped (an editor's BOM would otherwise stick to the first wnid)."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise TreeError(f"{path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise TreeError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise TreeError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
 def _read_lines(path: Path) -> list[str]:
     # darknet's fgetl + sscanf ignores a trailing CR; so do we. A final newline does not make an empty node.
-    text = Path(path).read_text()
+    text = _read_text(path)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -43,6 +56,8 @@ def read_darknet(tree_path: str | Path, names_path: str | Path | None = None) ->
     """Read darknet's `.tree` (and optionally `.names`; default: `<stem>.names` beside it when present)."""
     tree_path = Path(tree_path)
     wnids, parents = parse_tree_lines(_read_lines(tree_path), source=str(tree_path))
+    if not wnids:
+        raise TreeError(f"{tree_path}: empty tree file (no '<wnid> <parent_index>' line)")
     if names_path is None:
         guess = tree_path.with_suffix(".names")
         names_path = guess if guess.exists() else None
@@ -101,11 +116,17 @@ def to_json(tree: WordTree) -> dict:
 def from_json(data: dict, source: str = "json") -> WordTree:
     if data.get("format") != "wordtree/1":
         raise TreeError(f"{source}: not a wordtree JSON (format {data.get('format')!r}, expected 'wordtree/1')")
-    nodes = data["nodes"]
+    nodes = data.get("nodes")
+    if not isinstance(nodes, list) or not nodes:
+        raise TreeError(f"{source}: 'nodes' must be a non-empty list")
     for i, node in enumerate(nodes):
+        if not isinstance(node, dict):
+            raise TreeError(f"{source} node {i}: expected an object with wnid, name and parent")
         missing = {"wnid", "name", "parent"} - set(node)
         if missing:
             raise TreeError(f"{source} node {i}: missing {sorted(missing)}")
+        if not isinstance(node["parent"], int) or isinstance(node["parent"], bool):
+            raise TreeError(f"{source} node {i}: parent {node['parent']!r} is not an integer")
     return WordTree.from_parents([n["wnid"] for n in nodes], [int(n["parent"]) for n in nodes],
                                  [n["name"] for n in nodes], source=source)
 
@@ -115,7 +136,13 @@ def write_json(tree: WordTree, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> WordTree:
-    return from_json(json.loads(Path(path).read_text()), source=str(path))
+    try:
+        data = json.loads(_read_text(Path(path)))
+    except json.JSONDecodeError as err:
+        raise TreeError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise TreeError(f"{path}: not a wordtree JSON (a {type(data).__name__}, expected an object)")
+    return from_json(data, source=str(path))
 
 
 def load(path: str | Path) -> WordTree:

@@ -38,7 +38,7 @@ from yolo9000.postprocess import NMS_GROUPINGS, Detection, PathStep, PostProcess
 from yolo9000.reference import darknet_file
 
 __all__ = ["AmbiguousNodeError", "Detection", "Detector", "DetectorOptions", "ImageInput", "ImageLoadError", "PathStep",
-           "RandomWeightsWarning", "to_uint8_image"]
+           "NonFiniteOutputWarning", "RandomWeightsWarning", "to_uint8_image"]
 
 ImageInput = str | Path | Image.Image | Tensor | np.ndarray
 CONFIG_NAME = "config.yaml"
@@ -47,6 +47,15 @@ CHECKPOINT_NAME = "last.pt"
 
 class RandomWeightsWarning(UserWarning):
     """The detector runs with freshly initialised weights: its detections are meaningless."""
+
+
+class NonFiniteOutputWarning(UserWarning):
+    """The network's output for one image holds NaN or infinity (weights that overflow on it): that image has no
+    meaningful detections. `index` is the image's position in the `batch()` call."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 def unit_interval(value: float, name: str) -> None:
@@ -206,7 +215,7 @@ class Detector:
             options["size"] = config.input_size
         self.options = DetectorOptions(**options)
         self.config = config
-        self.device = select_device(device)
+        self.device = select_device(device, flag="--device")
         self.tree = load_tree(config.tree)                                # names, paths, queries (CPU)
         self.postprocess = postprocess.to(self.device)
         self.names = list(names) if names is not None else None
@@ -354,6 +363,10 @@ class Detector:
         for start in range(0, len(images), step):
             batch, lb, sizes = self.preprocess(images[start:start + step])
             raw = self.forward_raw(batch)
+            for i in (~torch.isfinite(raw.flatten(1)).all(dim=1)).nonzero().flatten().tolist():
+                warnings.warn(NonFiniteOutputWarning(f"image {start + i}: the network output holds NaN or infinity "
+                                                     "(weights that overflow on it): no meaningful detections",
+                                                     start + i), stacklevel=2)
             # Postprocess outside inference mode so the detections' tensors (`probs`) are ordinary tensors.
             with torch.no_grad():
                 out.extend(self.postprocess.detections(

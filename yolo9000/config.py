@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from yolo9000.errors import ConfigError  # noqa: F401  (re-exported)
+from yolo9000.yaml_io import parse_yaml, read_yaml
 
 
 # ----------------------------------------------------------------------------------------------------- sections
@@ -321,33 +322,8 @@ def parse_overrides(overrides: list[str] | None) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=0.01")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
-        _set_path(out, key.strip(), value)
+        _set_path(out, key.strip(), parse_yaml(raw, f"--set {item}", ConfigError, show_line=False))
     return out
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    where = f"line {mark.line + 1}: " if mark is not None else ""
-    return where + " ".join(str(getattr(err, "problem", None) or err).split())
-
-
-def read_yaml(path: Path) -> Any:
-    """A YAML file's data (safe_load: no Python tags). An unreadable, binary or malformed file is one
-    ConfigError line naming the file (and the YAML line)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (expected a YAML config)") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -361,7 +337,7 @@ def _read_with_base(path: Path, chain: tuple[Path, ...]) -> dict:
     """A config file's sections, laid over its `base:` file's (a path relative to it) when it names one."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    data = read_yaml(path) or {}
+    data = read_yaml(path, ConfigError, "a YAML config") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)

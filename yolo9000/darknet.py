@@ -165,7 +165,11 @@ def parse_cfg(path: str | Path) -> list[CfgSection]:
     path = Path(path)
     if not path.exists():
         raise CfgError(f"cfg file {path} does not exist")
-    return parse_cfg_text(path.read_text(), str(path))
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise CfgError(f"{path}: not UTF-8 text (byte {err.start}), expected a darknet .cfg") from None
+    return parse_cfg_text(text, str(path))
 
 
 # -------------------------------------------------------------------------------- our networks as darknet layers

@@ -11,26 +11,49 @@ import torch
 
 from yolo9000.errors import ConfigError
 
-__all__ = ["autocast", "cpu_has_bf16", "resolve_amp", "select_device"]
+__all__ = ["autocast", "cpu_has_bf16", "device_argument", "resolve_amp", "select_device"]
 
 
-def select_device(spec: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """`auto`: CUDA (this process's local GPU) when present, else CPU; otherwise the named device.
+def select_device(spec: str | torch.device = "auto", local_rank: int = 0, flag: str = "device") -> torch.device:
+    """`auto`: CUDA (this process's local GPU) when present, else CPU; otherwise the named device, which must exist
+    on this machine.
 
     Raises:
-        ConfigError: a CUDA device on a machine without CUDA.
+        ConfigError: naming `flag` (`--device`, `train.device`): not a device, or one this machine lacks (instead
+            of torch's error at the first tensor moved there).
     """
     if str(spec) == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {spec}: CUDA is not available on this machine (use auto or cpu)")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"{flag}={spec!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{flag}={spec} but CUDA is not available on this machine (use auto or cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{flag}={spec} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{flag}={spec} but MPS is not available on this machine (use auto or cpu)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{flag}={spec}: only cpu, cuda and mps devices are supported")
     return device
 
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes in bf16 (AVX512-BF16 or AMX), as oneDNN sees it."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def device_argument(text: str) -> str:
+    """argparse `type` for `--device`: the spec unchanged when that device exists here (`auto` always does), so a
+    missing GPU is a usage error at parse time, before any model is built."""
+    import argparse
+    try:
+        select_device(text, flag="--device")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def resolve_amp(device: torch.device, amp: str) -> str:

@@ -40,7 +40,8 @@ from torch import nn
 
 from wordtree.io import load_tree
 from yolo9000.builder import build, build_model, resolve_config
-from yolo9000.checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
+from yolo9000.checkpoint import (NonFiniteStateError, load_checkpoint, model_state, rng_state, save_checkpoint,
+                                 set_rng_state)
 from yolo9000.config import Config, ConfigError, save_config, to_dict
 from yolo9000.criterion import loss_term_names
 from yolo9000.data.collate import Batch
@@ -258,6 +259,7 @@ class RunState:
         self.step = self.seen = self.epoch = 0
         self.history: dict[int, dict[str, Any]] = {}
         self.checkpoint: Path | None = None
+        self.unsaved = ""    # why a state was not saved (its weights were non-finite), once that happened
 
     def record(self, sampler_state: dict[str, Any], epoch: int | None = None) -> None:
         """The data position after the current step."""
@@ -267,12 +269,13 @@ class RunState:
     def forget_verified(self) -> None:
         self.history = {s: p for s, p in self.history.items() if s >= self.step}
 
-    def save(self, parts: dict[str, Any], step: int | None = None) -> None:
+    def save(self, parts: dict[str, Any], step: int | None = None) -> Path | None:
         """Write the state after `step` (default: the current one); rank 0 only. `parts`: the objects with a
-        state_dict (model, optimizer, scheduler, and scaler when there is one)."""
+        state_dict (model, optimizer, scheduler, and scaler when there is one). Returns the file written, or None
+        (another rank, or weights gone non-finite: then `unsaved` says why and the previous checkpoint stays)."""
         step = self.step if step is None else step
         if not self.info.is_main:
-            return
+            return None
         position = self.history[step]
         state = {"model": parts["model"].state_dict(), "optimizer": parts["optimizer"].state_dict(),
                  "scheduler": parts["scheduler"].state_dict(), "sampler": position["sampler"], "rng": rng_state(),
@@ -280,7 +283,13 @@ class RunState:
                  "world_size": self.info.world_size}
         if parts.get("scaler") is not None:
             state["scaler"] = parts["scaler"].state_dict()
-        self.checkpoint = save_checkpoint(state, self.path)
+        try:
+            self.checkpoint = save_checkpoint(state, self.path)
+        except NonFiniteStateError as err:
+            # Weights can go non-finite with finite losses (an overflowing update): never save them as good.
+            self.unsaved = str(err)
+            return None
+        return self.checkpoint
 
     def resume(self, parts: dict[str, Any], loader: Any, log: Callable[[str], Any]) -> None:
         """Load `<run>/last.pt` into `parts` and the loader; the model section of the config must match."""
@@ -431,11 +440,12 @@ class _Trainer:
         for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                        self.scheduler.lr_lambdas):
             group["lr"] = base * factor(step)
-        self.state.save(self._parts(), step)
+        saved = self.state.save(self._parts(), step)
         self.state.step, self.state.seen = step, self.state.history[step]["seen"]
         terms = ", ".join(f"{n}={v}" for n, v in bad)
-        saved = self.state.checkpoint
         where = f"; saved the last good state (step {step}) to {saved}" if saved else ""
+        if self.state.unsaved:
+            where = f"; the weights were already non-finite after step {step}: {self.state.unsaved}"
         return "non_finite", f"non-finite loss at step {step + 1} ({terms}): training stopped{where}"
 
     def _log_scalars(self, elapsed: float) -> None:
@@ -513,8 +523,8 @@ class _Trainer:
                 return self._finished(), ""
             if over_time:
                 return "max_seconds", ""
-            if checkpoint_now:
-                state.save(self._parts())
+            if checkpoint_now and state.save(self._parts()) is None and state.unsaved:
+                return "non_finite", f"the weights became non-finite with finite losses: {state.unsaved}"
         if yielded == 0 and resumed_at == 0:
             raise DatasetError(f"{self.descriptor.source}: epoch {state.epoch} produced no batch (every sample "
                                "failed to load?)")
@@ -526,8 +536,9 @@ class _Trainer:
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / CONFIG_NAME)
+        # A resumed run drops what the dead run logged after its checkpoint: those steps are trained again.
         self.logger = RunLogger(self.run_dir, enabled=info.is_main, tensorboard=tc.tensorboard,
-                                append=state.step > 0)
+                                resume_step=state.step if state.step > 0 else None)
         batch_images = self.sampler.batch_size * tc.subdivisions * info.world_size
         self.log(f"train: {self.cfg.model.kind} on {self.descriptor.name} ("
                  + ", ".join(f"{n} {k}" for k, n in self.counts.items()) + f" images), {self.total_steps} steps of "
@@ -553,7 +564,8 @@ class _Trainer:
             else:
                 if self.meter.count and state.step > self.logged_step:
                     self._log_scalars(time.monotonic() - self.interval_start)
-                state.save(self._parts())
+                if state.save(self._parts()) is None and state.unsaved:
+                    stop, message = "non_finite", f"the weights became non-finite with finite losses: {state.unsaved}"
         if self.bar is not None:
             self.bar.close()
         self.logger.close(curves=True)

@@ -12,10 +12,10 @@ from wordtree.errors import AmbiguousNodeError, NodeError, TreeError, WordNetErr
 
 __all__ = ["USER_ERRORS", "AmbiguousNodeError", "CfgError", "CheckpointError", "ClassMapError", "ConfigError",
            "DarknetError", "DatasetError", "DescriptorError", "ImageLoadError", "ModelLoadError", "NodeError",
-           "PackError", "ReferenceDataError", "TreeError", "WeightsError", "WordNetError", "WordTreeError",
-           "Yolo9000Error"]
+           "NonFiniteStateError", "PackError", "ReferenceDataError", "RunLockedError", "TreeError", "WeightsError",
+           "WordNetError", "WordTreeError", "Yolo9000Error"]
 
-ImageLoadReason = Literal["missing", "unreadable", "truncated"]
+ImageLoadReason = Literal["missing", "unreadable", "truncated", "too_large"]
 
 
 class Yolo9000Error(Exception):
@@ -55,6 +55,15 @@ class CheckpointError(Yolo9000Error, RuntimeError):
     """A checkpoint is missing, unreadable or lacks a required key; the message names the file."""
 
 
+class NonFiniteStateError(CheckpointError):
+    """A state about to be saved holds NaN or infinite weights, so it was not saved; the message names the tensor
+    and the checkpoint kept."""
+
+
+class RunLockedError(Yolo9000Error, RuntimeError):
+    """Another process holds the run folder; the message names the folder and the holder's pid."""
+
+
 class WeightsError(CheckpointError, DarknetError):
     """Weights (our checkpoint or darknet `.weights`) do not fit the model, or the file is malformed; the message
     names the file, the first parameter or layer that does not fit and both shapes.
@@ -72,7 +81,8 @@ class ReferenceDataError(Yolo9000Error, RuntimeError):
 
 
 class ImageLoadError(Yolo9000Error, RuntimeError):
-    """An image is missing, unreadable or truncated; the message names the file, `reason` says which."""
+    """An image is missing, unreadable, truncated or declares more pixels than the decoded-pixel limit; the message
+    names the file, `reason` says which."""
 
     def __init__(self, message: str, reason: ImageLoadReason = "unreadable") -> None:
         super().__init__(message)

@@ -363,7 +363,7 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
         if depths is not None:
             depths.add(raw, batch.image_ids, batch.letterbox.to(device), batch.orig_sizes.to(device))
     return _detection_result(gt, detections, image_ids, cat_ids, mapping, names, tree, size, split, descriptor,
-                             train_split, groups, depths)
+                             train_split, groups, depths, loader=loader)
 
 
 def _darknet_detections(model: torch.nn.Module, cfg: Any, descriptor: Any, split: str, tree: WordTree | None,
@@ -414,7 +414,8 @@ def _darknet_detections(model: torch.nn.Module, cfg: Any, descriptor: Any, split
 def _detection_result(gt: COCO, detections: list[dict[str, Any]], image_ids: list[int], cat_ids: list[int],
                       mapping: Mapping[int, int], names: Mapping[int, str], tree: WordTree | None, size: int,
                       split: str, descriptor: Any, train_split: str | None,
-                      groups: Mapping[str, Sequence[int]] | None, depths: Any = None) -> dict[str, Any]:
+                      groups: Mapping[str, Sequence[int]] | None, depths: Any = None, loader: Any = None
+                      ) -> dict[str, Any]:
     metrics = coco_map(gt, detections, cat_ids, image_ids)
     per_class = {}
     for c in cat_ids:
@@ -425,7 +426,8 @@ def _detection_result(gt: COCO, detections: list[dict[str, Any]], image_ids: lis
                         "num_gt": len(gt.getAnnIds(imgIds=image_ids, catIds=[c], iscrowd=False))}
     result: dict[str, Any] = {"map": metrics.map, "map50": metrics.map50, "images": len(image_ids),
                               "detections": len(detections), "size": size, "split": split, "per_class": per_class,
-                              "unmapped": [names[c] for c in sorted(set(names) - set(mapping))]}
+                              "unmapped": [names[c] for c in sorted(set(names) - set(mapping))],
+                              "skipped": skipped_images(loader)}
     if train_split is not None:
         with_boxes = detection_labels(descriptor, train_split, tree)
         groups = {**(groups or {}),
@@ -437,6 +439,14 @@ def _detection_result(gt: COCO, detections: list[dict[str, Any]], image_ids: lis
     if depths is not None:
         result["per_depth"] = depths.result()
     return result
+
+
+def skipped_images(loader: Any) -> dict[str, Any]:
+    """What an evaluation loader could not load: {"count", "kinds": {kind: n}, "first": ["file (kind)", ...]}.
+    The metrics cover the other images only, so a caller must say so (`yolo9000 eval` exits 1)."""
+    kinds = dict(getattr(loader, "skipped", {}))
+    first = [f"{path} ({kind})" for kind, path in getattr(loader, "first_failures", [])]
+    return {"count": sum(kinds.values()), "kinds": kinds, "first": first}
 
 
 def _image_logits(cfg: Any, raw: Tensor) -> Tensor:
@@ -498,7 +508,8 @@ def evaluate_classification(model: torch.nn.Module, cfg: Any, descriptor: Any, s
         raise DatasetError(f"evaluate_classification: no image of {descriptor.source} split {split!r} could be loaded")
     all_probs, all_labels = torch.cat(probs), torch.cat(labels)
     top = topk_accuracy(all_probs, all_labels, tree, ks=(1, 5), leaves=leaves)
-    result: dict[str, Any] = {"images": len(all_labels), "top1": top[1], "top5": top[5], "size": size, "split": split}
+    result: dict[str, Any] = {"images": len(all_labels), "top1": top[1], "top5": top[5], "size": size, "split": split,
+                              "skipped": skipped_images(loader)}
     if tree is not None:
         nodes = torch.cat(decided)
         result["depth_accuracy"] = depth_accuracy(nodes, all_labels, tree).tolist()

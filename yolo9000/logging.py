@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Mapping
@@ -23,10 +24,13 @@ class RunLogger:
         enabled: False on non-zero ranks: every method is then a no-op.
         tensorboard: also write TensorBoard events under `<run_dir>/tb`.
         append: keep an existing CSV (resume) instead of starting a new one.
+        resume_step: the step of the checkpoint a resumed run starts from: rows (and TensorBoard events) logged
+            after it, by the run that died before its next checkpoint, are dropped, since the resumed run logs those
+            steps again. Implies `append`.
     """
 
     def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
-                 append: bool = False) -> None:
+                 append: bool = False, resume_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self._writer = None
@@ -35,6 +39,10 @@ class RunLogger:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / CSV_NAME
+        if resume_step is not None:
+            append = True
+            if path.exists():
+                truncate_scalars(path, resume_step)
         fresh = not (append and path.exists())
         self._file = open(path, "w" if fresh else "a", newline="")
         self._csv = csv.writer(self._file)
@@ -42,7 +50,9 @@ class RunLogger:
             self._csv.writerow(["step", "name", "value"])
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # slow import: only when wanted
-            self._writer = SummaryWriter(str(self.run_dir / "tb"))
+            # purge_step hides the events of steps after the checkpoint that an earlier writer left.
+            self._writer = SummaryWriter(str(self.run_dir / "tb"),
+                                         purge_step=resume_step + 1 if resume_step is not None else None)
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
         """Record `scalars` (name -> value) at `step`."""
@@ -65,12 +75,39 @@ class RunLogger:
         return plot_curves(self.run_dir / CSV_NAME, self.run_dir / CURVES_NAME) if curves else None
 
 
+def truncate_scalars(path: str | Path, step: int) -> int:
+    """Drop the rows of `path` logged after `step` (atomically: temp file, then rename). Returns how many went."""
+    path = Path(path)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return 0
+    header, body = rows[0], rows[1:]
+    kept = [row for row in body if len(row) == 3 and row[0].lstrip("-").isdigit() and int(row[0]) <= step]
+    if len(kept) == len(body):
+        return 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(body) - len(kept)
+
+
 def read_scalars(path: str | Path) -> dict[str, list[tuple[int, float]]]:
     """name -> [(step, value), ...] from a scalars CSV; a resumed run's repeated steps keep the last value."""
     series: dict[str, dict[int, float]] = defaultdict(dict)
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            series[row["name"]][int(row["step"])] = float(row["value"])
+            try:
+                step, value = int(row["step"]), float(row["value"])
+            except (TypeError, ValueError):
+                continue  # a line cut short by a killed process: the rows around it are still good
+            if row["name"]:
+                series[row["name"]][step] = value
     return {name: sorted(points.items()) for name, points in series.items()}
 
 

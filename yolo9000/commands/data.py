@@ -166,7 +166,8 @@ def run_pack(args: argparse.Namespace) -> int:
                          overwrite=args.overwrite)
     parts = ", ".join(f"{n} {kind}" for kind, n in summary.images.items())
     state = "already complete" if summary.written == 0 and summary.resumed_at else (
-        f"resumed after {summary.resumed_at} images" if summary.resumed_at else "packed")
+        f"resumed after {summary.resumed_at} images" if summary.resumed_at else
+        "packed afresh: the sources changed since the interrupted run" if summary.restarted else "packed")
     print(f"{summary.path}: {parts} images, {summary.bytes / 2**20:.1f} MiB ({state})")
     if summary.num_missing:
         first = "; ".join(f for files in summary.missing.values() for f in files)

@@ -6,8 +6,8 @@
 The options (`--conf`, `--nms`, `--hier`, `--mode`, `--depth`, ...) are `yolo9000.api.DetectorOptions` fields, shared
 with `query` and `eval` (yolo9000.commands.options).
 
-Images that cannot be read are reported by name and skipped; the exit status is non-zero only when no image could be
-processed (1) or the model could not be built or loaded (2).
+Images that cannot be read (missing, not an image, truncated, more pixels than the decoded-pixel limit) are reported
+by name and skipped; the exit status is 1 when any image was skipped, 2 when the model could not be built or loaded.
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from yolo9000.api import Detector, RandomWeightsWarning
+from yolo9000.api import Detector, NonFiniteOutputWarning, RandomWeightsWarning
 from yolo9000.commands.options import add_json_argument, add_option_arguments, emit_json, option_values
 from yolo9000.data.images import ImageLoadError, load_image
+from yolo9000.device import device_argument
 from yolo9000.errors import ModelLoadError  # noqa: F401  (re-exported)
 
 JSON_NAME = "detections.json"
@@ -38,7 +39,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a --config key, e.g. --set model.tree=my.tree (repeatable)")
     parser.add_argument("--names", type=Path, help="class names file (one per line) for a flat model")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    parser.add_argument("--device", default="auto", type=device_argument,
+                        help="auto (CUDA if present), cpu, cuda, cuda:N")
 
 
 def build_detector(args: argparse.Namespace, **options: Any) -> Detector:
@@ -109,7 +111,16 @@ def run(args: argparse.Namespace) -> int:
         darknet = detector.options.compat == "darknet"
         # darknet decodes the files itself (stb_image), so its pipeline gets the paths.
         inputs = [path if darknet else img for path, _, img in loaded]
-        for (path, png, image), detections in zip(loaded, detector.batch(inputs)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NonFiniteOutputWarning)
+            found = detector.batch(inputs)
+        broken = {w.message.index for w in caught if isinstance(w.message, NonFiniteOutputWarning)}
+        for k, ((path, png, image), detections) in enumerate(zip(loaded, found)):
+            if k in broken:
+                error = f"{path}: the network output holds NaN or infinity (weights that overflow on it)"
+                print(f"skipped: {error}", file=sys.stderr)
+                skipped.append({"file": str(path), "error": error})
+                continue
             if darknet and not args.json:
                 # darknet's `detector test` printout: the image, then `label: NN%` per detection.
                 print(f"{path}:\n" + "".join(f"{d.name}: {d.score * 100:.0f}%\n" for d in detections), end="")
@@ -125,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     if not emit_json(args.json, report):
         print(f"{len(results)} images, {total} detections, {len(skipped)} skipped -> {args.out}/ ({JSON_NAME} + "
               "PNGs)")
-    if not results:
-        print("yolo9000 detect: no image could be processed", file=sys.stderr)
+    if skipped:
+        # A script must be able to tell: every input skipped is named above and in the JSON.
+        print(f"yolo9000 detect: skipped {len(skipped)} of {len(args.images)} images", file=sys.stderr)
         return 1
     return 0

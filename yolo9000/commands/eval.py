@@ -7,18 +7,21 @@
 
 Detectors are scored the darknet way (objectness x P(category's tree node), NMS, COCOeval); tree models map
 categories to nodes through the eval source's class map or wnid category names (yolo9000.evaluate).
+
+Exit status: 0; 1 when an image could not be loaded (it is named, and the metrics cover the others); 2 on bad input.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 from yolo9000.commands.options import add_json_argument, add_option_arguments, emit_json
 from yolo9000.config import ConfigError, load_config
 from yolo9000.data.descriptor import load_descriptor
-from yolo9000.device import select_device
+from yolo9000.device import device_argument, select_device
 from yolo9000.engine import CHECKPOINT_NAME, CONFIG_NAME, build_trained_model
 from yolo9000.evaluate import evaluate_classification, evaluate_detection
 
@@ -42,7 +45,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-depth", action="store_true",
                         help="tree detectors: mAP@.5 at each tree depth, ground truth and detections taken to their "
                              "ancestor at that depth (COCOeval per depth)")
-    parser.add_argument("--device", help="auto | cpu | cuda (default: the config's train.device)")
+    parser.add_argument("--device", type=device_argument, help="auto | cpu | cuda (default: the config's train.device)")
     add_json_argument(parser, "the metrics")
     # mAP is scored over all detections above a low threshold (darknet's validation: .005), hence its own default.
     add_option_arguments(parser, only={"conf_threshold", "nms_iou", "hier_threshold", "size", "batch_size",
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if dataset is None:
         raise ConfigError("no dataset: give --data datasets/x.yaml (the config has no data.dataset)")
     descriptor = load_descriptor(dataset, args.data_set)
-    device = select_device(args.device or cfg.train.device)
+    device = select_device(args.device or cfg.train.device, flag="--device" if args.device else "train.device")
     model = build_trained_model(cfg, weights, device)
     leaves = None
     if args.leaves:
@@ -125,4 +128,16 @@ def run(args: argparse.Namespace) -> int:
         text.append(format_classification(out["classification"]))
     if not emit_json(args.json, out):
         print("\n".join(text))
-    return 0
+    return _report_skipped(out)
+
+
+def _report_skipped(out: dict[str, Any]) -> int:
+    """1 when any image could not be loaded (the metrics leave it out), after naming the first ones; else 0."""
+    status = 0
+    for part, result in out.items():
+        skipped = result.get("skipped") or {}
+        if skipped.get("count"):
+            print(f"yolo9000 eval: {part}: skipped {skipped['count']} images that could not be loaded (the metrics "
+                  f"cover the others): {'; '.join(skipped['first'])}", file=sys.stderr)
+            status = 1
+    return status

@@ -42,10 +42,11 @@ def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
 
 
 def input_size(args: argparse.Namespace, cfg: ModelConfig) -> int:
-    size = args.size if args.size is not None else cfg.input_size
-    if size <= 0 or size % cfg.stride:
-        raise ConfigError(f"--size {size}: must be a positive multiple of {cfg.stride}")
-    return size
+    if args.size is None:
+        return cfg.input_size   # checked with the rest of the config (ModelConfig)
+    if args.size <= 0 or args.size % cfg.stride:
+        raise ConfigError(f"--size {args.size}: must be a positive multiple of {cfg.stride}")
+    return args.size
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -73,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     if args.cfg:
         return run_cfg(args)
     cfg = model_config_from_args(args)
-    size = input_size(args, cfg)
     with torch.device("meta"):
         model = build_model(cfg)
+    size = input_size(args, cfg)
     source = args.cfg or args.config
     print(f"{source}: {cfg.kind}, {size}x{size} input")
     print(format_summary(summarize(model, size)))

@@ -1,10 +1,13 @@
 """`yolo9000 data check`: scan a dataset and report every problem kind with counts and the first few files.
 
-Two severities. Errors lose or corrupt training signal and make the exit code 1: missing files, unreadable or
-truncated images, boxes of non-positive size or outside the image, image sizes that disagree with the annotation,
-unknown categories or wnids, duplicate ids or files, a training image that is also in another split (evaluation
-leak; splits whose name starts with "train" are training splits), a source that cannot be read at all. Informational kinds are handled on load and only reported: grayscale/CMYK/alpha/16-bit/palette images (loaded
-as RGB, "converted"), EXIF rotation (turned upright), crowd and difficult boxes (left out by design).
+Two severities. Errors lose or corrupt training signal and make the exit code 1: missing files, unreadable,
+truncated or too large images (more decoded pixels than `images.max_pixels()`, read from the header), boxes of
+non-positive size or outside the image, image sizes that disagree with the annotation, unknown categories or wnids,
+annotations of a missing image, images outside any wnid folder, duplicate ids or files, a training image that is
+also in another split (evaluation leak; splits whose name starts with "train" are training splits), a source that
+cannot be read at all (malformed annotations, a path leaving the dataset, a damaged pack) or holds no images.
+Informational kinds are handled on load and only reported: grayscale/CMYK/alpha/16-bit/palette images (loaded as
+RGB, "converted"), EXIF rotation (turned upright), crowd and difficult boxes (left out by design).
 
 Images are fully decoded the way training decodes them, so a file the check passes is one training can read.
 """
@@ -20,13 +23,13 @@ from tqdm import tqdm
 
 from wordtree.tree import WordTree
 from yolo9000.data.descriptor import DatasetDescriptor, build_source
-from yolo9000.data.images import ImageLoadError, inspect_image
+from yolo9000.data.images import REASON_KINDS, ImageLoadError, inspect_image
 from yolo9000.data.source import SkipLog, Source
 
 INFO_KINDS = frozenset({"converted: grayscale", "converted: CMYK", "converted: alpha", "converted: 16-bit",
                         "converted: palette", "EXIF rotation", "crowd box", "difficult box"})
 BOX_TOLERANCE = 1.0  # pixels: COCO's float boxes overshoot the border by rounding; that is not an error
-_LOAD_KINDS = {"missing": "missing file", "truncated": "truncated image", "unreadable": "unreadable image"}
+_LOAD_KINDS = REASON_KINDS
 
 
 def is_error(kind: str) -> bool:
@@ -151,6 +154,8 @@ def check_dataset(descriptor: DatasetDescriptor, tree: WordTree | None, splits: 
                     problems.add("source cannot be read", f"{where}: {source.name} holds {source.kind} images")
                     continue
                 problems.merge(getattr(source, "skipped", SkipLog()))
+                if not len(source):
+                    problems.add("source holds no images", f"{where} ({source_spec.format}): {source.name}")
                 files_of.setdefault(split, set()).update(r.file for r in source.records)
                 key = f"{split}/{kind}"
                 report.images[key] = report.images.get(key, 0) + len(source)

@@ -163,7 +163,7 @@ def scan_classification(folders: list[Path], lists: list[Path]) -> list[tuple[st
     for folder in folders:
         if not folder.is_dir():
             raise CombineError(f"--imagenet {folder}: not a folder (expected one sub-folder per wnid)")
-        found = scan_folders(folder)
+        found, _ = scan_folders(folder)   # (images, strays outside any wnid folder)
         if not any(_WNID.match(w) for _, w in found):
             raise CombineError(f"--imagenet {folder}: no images in wnid sub-folders (like n02084071/)")
         items += found
@@ -436,7 +436,7 @@ def combine(out: str | Path, detection: list[DetectionInput], folders: list[Path
                            + [{"format": "imagenet", "list": str(p.resolve())} for p in lists])
         else:  # a subset of the classes: list exactly the images kept
             (out / CLASSIFICATION_LIST).write_text("".join(f"{Path(p).resolve()} {w}\n" for p, w in kept_items))
-            cls_entries = [{"format": "imagenet", "list": CLASSIFICATION_LIST}]
+            cls_entries = [{"format": "imagenet", "list": CLASSIFICATION_LIST, "allow_outside_root": True}]  # absolute
         sources.setdefault("train", {})["classification"] = cls_entries
     splits = {split: {kind: entries[0] if len(entries) == 1 else entries for kind, entries in parts.items()}
               for split, parts in sorted(sources.items(), key=lambda kv: kv[0] != "train")}

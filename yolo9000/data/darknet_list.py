@@ -7,6 +7,7 @@ region layer). Detection class ids go through the map (e.g. `coco9k.map`) when o
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import torch
 
 from wordtree.io import read_map
 from wordtree.tree import WordTree
-from yolo9000.data.images import image_size
-from yolo9000.data.source import Kind, Record, SkipLog, Source, report_skipped, resolve
+from yolo9000.data.images import REASON_KINDS, ImageLoadError, image_size
+from yolo9000.data.source import (Kind, Record, SkipLog, Source, annotation_path, read_text,
+                                  report_skipped)
 from yolo9000.errors import DatasetError
 
 
@@ -30,13 +32,20 @@ def label_path(image: Path) -> Path:
 
 def read_label_file(path: Path) -> list[tuple[int, float, float, float, float]]:
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 5:
             raise DatasetError(f"{path} line {number}: expected 'class x y w h', got {line!r}")
-        rows.append((int(fields[0]), *map(float, fields[1:])))
+        try:
+            row = (int(fields[0]), *map(float, fields[1:]))
+        except ValueError:
+            raise DatasetError(f"{path} line {number}: expected an integer class and 4 numbers, got "
+                                  f"{line!r}") from None
+        if not all(math.isfinite(v) for v in row[1:]):
+            raise DatasetError(f"{path} line {number}: non-finite number in {line!r}")
+        rows.append(row)
     return rows
 
 
@@ -48,10 +57,12 @@ class DarknetListSource(Source):
         kind: "detection" keeps images with real boxes; "classification" keeps the `<index> 0 0 0 0` images.
         tree: checks indices against it (None: flat class ids).
         class_map: darknet `.map` applied to detection class ids (line k = node of class k).
+        allow_outside_root: accept image paths that are absolute or contain `..` (refused by default; darknet's
+            own `voc_label.py` writes absolute paths, so such lists need it).
     """
 
     def __init__(self, list_file: str | Path, kind: Kind, tree: WordTree | None = None,
-                 class_map: str | Path | None = None) -> None:
+                 class_map: str | Path | None = None, allow_outside_root: bool = False) -> None:
         list_file = Path(list_file)
         mapping = read_map(class_map, tree) if class_map else None
         num_labels = tree.num_nodes if tree is not None else None
@@ -59,10 +70,10 @@ class DarknetListSource(Source):
         self.skipped = SkipLog()
         seen: set[str] = set()
         records = []
-        for line in list_file.read_text().splitlines():
+        for number, line in enumerate(read_text(list_file).splitlines(), 1):
             if not line.strip():
                 continue
-            image = resolve(list_file.parent, line.strip())
+            image = annotation_path(list_file.parent, line.strip(), f"{list_file} line {number}", allow_outside_root)
             labels_file = label_path(image)
             rows = read_label_file(labels_file) if labels_file.exists() else []
             is_cls = len(rows) == 1 and rows[0][1] == 0 and rows[0][2] == 0
@@ -85,11 +96,8 @@ class DarknetListSource(Source):
                 # Labels are normalised: without the image's size there are no boxes, so the image is left out.
                 try:
                     height, width = image_size(image)
-                except FileNotFoundError:
-                    self.skipped.add("missing file", str(image))
-                    continue
-                except (OSError, ValueError, SyntaxError):
-                    self.skipped.add("unreadable image", str(image))
+                except ImageLoadError as err:
+                    self.skipped.add(REASON_KINDS[err.reason], str(image))
                     continue
             labels, boxes = [], []
             for cls, cx, cy, w, h in rows:

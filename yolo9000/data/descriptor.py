@@ -10,6 +10,8 @@
       eval:
         detection:      {format: coco, annotations: eval/annotations.json, images: eval/images}
 
+Image paths inside annotations (COCO `file_name`, VOC `<filename>`, list lines) must stay under their folder:
+absolute and `..` paths are refused unless the source sets `allow_outside_root: true`.
 Formats: `coco` (annotations, images, class_map, include_crowd), `imagenet` (images = wnid folders, or list),
 `voc` (images = VOC root, image_set, class_map; or annotations = XML folder and images = image folder, as for
 ImageNet DET), `darknet` (list, class_map), `pack` (path of a `yolo9000 data pack` file; the part of the split's
@@ -27,21 +29,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor
 
 from wordtree.tree import WordTree
-from yolo9000.config import parse_overrides
-from yolo9000.data.images import image_size
+from yolo9000.config import ConfigError, parse_overrides
+from yolo9000.data.images import ImageLoadError, image_size
 from yolo9000.data.pack import KINDS, PackSource, PackSummary, pack_sources
-from yolo9000.data.source import ConcatSource, Source, resolve
-from yolo9000.reference import darknet_dir, data_home
+from yolo9000.data.source import ConcatSource, Source, report_problems, resolve
 from yolo9000.errors import DescriptorError  # noqa: F401  (re-exported)
+from yolo9000.reference import darknet_dir, data_home
+from yolo9000.yaml_io import read_yaml
 
 FORMATS = ("coco", "imagenet", "voc", "darknet", "pack")
 
@@ -58,6 +61,7 @@ class SourceSpec:
     class_map: Path | None = None       # darknet .map or YAML category -> wnid
     include_crowd: bool = False
     image_set: str | None = None        # voc ImageSets/Main/<name>.txt
+    allow_outside_root: bool = False    # accept absolute and `..` image paths in the annotations
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ def _source_spec(entry: Any, root: Path, where: str) -> SourceSpec:
     for key, value in entry.items():
         if key in ("annotations", "images", "list", "path") and value is not None:
             value = resolve(root, _expand(str(value)))
+        elif key in ("include_crowd", "allow_outside_root") and not isinstance(value, bool):
+            raise DescriptorError(f"{where}: {key} must be true or false, got {value!r}")
         elif key == "class_map" and value is not None:
             found = resolve(root, _expand(str(value)))
             reference = darknet_dir() / str(value)
@@ -150,19 +156,13 @@ def load_descriptor(path: str | Path, overrides: list[str] | None = None) -> Dat
     """
     from yolo9000.resources import dataset_file
     path = dataset_file(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise DescriptorError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    data = read_yaml(path, DescriptorError, "a YAML dataset descriptor") or {}
     if not isinstance(data, dict):
         raise DescriptorError(f"{path}: expected a mapping")
     try:
         parsed = parse_overrides(overrides)
-    except yaml.YAMLError as err:
-        raise DescriptorError(f"--set: a value is not valid YAML ({getattr(err, 'problem', None) or err}) in "
-                              f"{', '.join(overrides or [])}") from None
+    except ConfigError as err:
+        raise DescriptorError(str(err)) from None
     for keys, value in _flatten_overrides(parsed):
         _set_dotted(data, keys, value, ".".join(keys))
     unknown = sorted(set(data) - {"name", "root", "tree", "splits"})
@@ -255,29 +255,39 @@ def build_source(spec: SourceSpec, kind: str, tree: WordTree | None) -> Source:
         return value
     if spec.format == "coco":
         from yolo9000.data.coco import CocoSource
-        return CocoSource(need("annotations"), need("images"), tree, spec.class_map, spec.include_crowd)
+        return CocoSource(need("annotations"), need("images"), tree, spec.class_map, spec.include_crowd,
+                          spec.allow_outside_root)
     if spec.format == "imagenet":
         from yolo9000.data.imagenet import ImageNetSource
-        return ImageNetSource(spec.images if spec.list is None else None, spec.list, tree)
+        return ImageNetSource(spec.images if spec.list is None else None, spec.list, tree, spec.allow_outside_root)
     if spec.format == "voc":
         from yolo9000.data.voc import VocSource
         if spec.annotations is not None:
             return VocSource(None, spec.image_set, tree, spec.class_map, annotations=spec.annotations,
-                             image_dir=need("images"))
-        return VocSource(need("images"), spec.image_set, tree, spec.class_map)
+                             image_dir=need("images"), allow_outside_root=spec.allow_outside_root)
+        return VocSource(need("images"), spec.image_set, tree, spec.class_map,
+                         allow_outside_root=spec.allow_outside_root)
     if spec.format == "darknet":
         from yolo9000.data.darknet_list import DarknetListSource
-        return DarknetListSource(need("list"), kind, tree, spec.class_map)
+        return DarknetListSource(need("list"), kind, tree, spec.class_map, spec.allow_outside_root)
     return PackSource(need("path"), tree, kind)
 
 
 def _build(descriptor: DatasetDescriptor, split: str, kind: str, tree: WordTree | None) -> Source | None:
     specs = getattr(descriptor.split(split), kind)
     sources = [build_source(spec, kind, tree) for spec in specs]
-    for spec, source in zip(specs, sources):
+    for source in sources:
+        report_problems(source)
+    for i, (spec, source) in enumerate(zip(specs, sources)):
         if source.kind != kind:
             raise DescriptorError(f"{descriptor.source}: splits.{split}.{kind}: {spec.format} source {source.name} "
                                   f"holds {source.kind} images")
+        if not len(source):
+            # An empty folder, or every entry left out: training or evaluating on it would be a silent no-op.
+            skipped = getattr(source, "skipped", None)
+            why = f" (left out: {', '.join(f'{k} {n}' for k, n in sorted(skipped.items()))})" if skipped else ""
+            raise DescriptorError(f"{descriptor.source}: splits.{split}.{kind}[{i}]: {spec.format} source "
+                                  f"{source.name} holds no images{why}")
     if not sources:
         return None
     return sources[0] if len(sources) == 1 else ConcatSource(sources)
@@ -304,13 +314,20 @@ def box_sizes(descriptor: DatasetDescriptor, split: str = "train", tree: WordTre
     source = build_detection(descriptor, split, tree)
     if source is None:
         return torch.zeros((0, 2))
-    sizes = []
+    sizes, skipped = [], []
     for record in source.records:
         if record.boxes is None or not len(record.boxes):
             continue
-        height, width = record.orig_size or image_size(record.file)
+        try:
+            height, width = record.orig_size or image_size(record.file)
+        except ImageLoadError as err:
+            skipped.append(str(err))   # no size, no normalised box: left out, and said below
+            continue
         wh = record.boxes[:, 2:] - record.boxes[:, :2]
         sizes.append(wh / torch.tensor([width, height], dtype=torch.float32))
+    if skipped:
+        print(f"{source.name}: left out the boxes of {len(skipped)} images whose size cannot be read (first: "
+              f"{skipped[0]})", file=sys.stderr)
     return torch.cat(sizes) if sizes else torch.zeros((0, 2))
 
 

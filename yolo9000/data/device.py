@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from yolo9000.data.collate import Batch, collate_targets
-from yolo9000.data.images import ImageLoadError, apply_orientation, decode_image, jpeg_header
+from yolo9000.data.images import ImageLoadError, apply_orientation, check_pixels, decode_image, jpeg_header
 from yolo9000.data.source import Source
 from yolo9000.data.transforms import AugmentParams, TrainTransform, render
 
@@ -82,6 +82,7 @@ def encode_sample(source: Source, index: int, transform: TrainTransform, size: i
     """
     record = source.records[index]
     data = source.read_bytes(index)
+    check_pixels(data, record.file)   # the one decoded-pixel limit, before the device decodes anything
     header = jpeg_header(data) if decode_jpeg is not None else None
     if header is None:
         pixels = decode_image(data, record.file)

@@ -11,6 +11,8 @@ copes or produces the error message naming the file.
 from __future__ import annotations
 
 import io
+import os
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,17 @@ EXIF_ORIENTATION = 0x0112
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-Reason = Literal["missing", "unreadable", "truncated"]
+Reason = Literal["missing", "unreadable", "truncated", "too_large"]
+# How `data check` and the training loader name each reason when they count skipped images.
+REASON_KINDS = {"missing": "missing file", "truncated": "truncated image", "unreadable": "unreadable image",
+                "too_large": "image too large"}
+# The one decoded-pixel limit (detect, training, data check): a header declaring more is refused before any pixel
+# is decoded, since a 20000 x 20000 JPEG of a few kilobytes would otherwise take 1.2 GB and half a minute.
+# 8192 x 8192 covers every image of COCO and ImageNet-22k; YOLO9000_MAX_PIXELS raises or lowers it.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+MAX_PIXELS_ENV = "YOLO9000_MAX_PIXELS"
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic ...): they carry the size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def _pil_to_rgb(image: Image.Image) -> Image.Image:
@@ -68,6 +80,76 @@ def _decode_pil(data: bytes, name: str) -> Tensor:
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
 
 
+def max_pixels() -> int:
+    """The decoded-pixel limit: `YOLO9000_MAX_PIXELS` when set (a positive integer), else DEFAULT_MAX_PIXELS."""
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if value is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise ImageLoadError(f"{MAX_PIXELS_ENV}={value!r} is not a positive integer", reason="unreadable")
+    return limit
+
+
+def _jpeg_header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first JPEG start-of-frame segment, or None when none is found."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:          # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:   # markers without a length
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if marker in _JPEG_SOF and pos + 9 <= len(data):
+            height, width = struct.unpack_from(">HH", data, pos + 5)
+            return width, height
+        if marker == 0xDA:          # start of scan without a frame header: not a valid JPEG
+            return None
+        pos += 2 + length
+    return None
+
+
+def header_size(data: bytes, name: str = "<bytes>") -> tuple[int, int] | None:
+    """(width, height) the image's header declares, without decoding pixels; None when the header says nothing
+    readable (decoding then produces the error).
+
+    Raises:
+        ImageLoadError: reason "too_large" when even the header parser refuses the size (PIL's own bomb limit).
+    """
+    if data[:3] == JPEG_MAGIC:
+        size = _jpeg_header_size(data)
+        if size is not None:
+            return size
+    if data[:8] == PNG_MAGIC and len(data) >= 24:
+        return struct.unpack_from(">II", data, 16)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except Image.DecompressionBombError as err:
+        raise ImageLoadError(f"{name}: image too large ({err})", reason="too_large") from None
+    except (OSError, ValueError, EOFError, SyntaxError, struct.error):
+        return None
+
+
+def check_pixels(data: bytes, name: str = "<bytes>") -> None:
+    """ImageLoadError (reason "too_large") when the header declares more pixels than `max_pixels()`."""
+    size = header_size(data, name)
+    limit = max_pixels()
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageLoadError(f"{name}: image too large ({size[0]}x{size[1]} = {size[0] * size[1]:,} pixels; the "
+                             f"limit is {limit:,}, set {MAX_PIXELS_ENV} to change it)", reason="too_large")
+
+
 def decode_image(data: bytes, name: str = "<bytes>") -> Tensor:
     """Decode encoded image bytes to RGB.
 
@@ -77,10 +159,12 @@ def decode_image(data: bytes, name: str = "<bytes>") -> Tensor:
     Returns:
         UInt8[3, H, W] RGB, upright (EXIF orientation applied).
     Raises:
-        ImageLoadError: naming `name` when the bytes are not a complete image (reason "truncated" or "unreadable").
+        ImageLoadError: naming `name` when the bytes are not a complete image (reason "truncated" or "unreadable"),
+            or declare more pixels than `max_pixels()` (reason "too_large", checked before decoding).
     """
     if not data:
         raise ImageLoadError(f"{name}: empty file", reason="truncated")
+    check_pixels(data, name)
     if decode_jpeg is not None and data[:3] == JPEG_MAGIC:
         try:
             with warnings.catch_warnings():
@@ -154,10 +238,27 @@ def load_image(path: str | Path) -> Tensor:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) after EXIF orientation, read from the header only."""
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    """(height, width) after EXIF orientation, read from the header only.
+
+    Raises:
+        ImageLoadError: naming the file when it is missing ("missing"), not an image ("unreadable"), or declares
+            more pixels than `max_pixels()` ("too_large").
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: cannot read (No such file or directory)", reason="missing") from None
+    except Image.DecompressionBombError as err:
+        raise ImageLoadError(f"{path}: image too large ({err})", reason="too_large") from None
+    except (OSError, ValueError, EOFError, SyntaxError) as err:
+        raise _load_error(err, str(path)) from None
+    if width * height > max_pixels():
+        raise ImageLoadError(f"{path}: image too large ({width}x{height} = {width * height:,} pixels; the limit is "
+                             f"{max_pixels():,}, set {MAX_PIXELS_ENV} to change it)", reason="too_large")
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
@@ -198,6 +299,7 @@ def inspect_image(data: bytes, name: str = "<bytes>") -> ImageInfo:
     Raises:
         ImageLoadError: as `decode_image` would, so a check fails exactly where training would skip.
     """
+    check_pixels(data, name)
     try:
         with Image.open(io.BytesIO(data)) as image:
             conversions = _conversions(image, data)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
 
 from wordtree.io import read_map
 from wordtree.tree import WordTree
 from yolo9000.errors import ClassMapError  # noqa: F401  (re-exported)
+from yolo9000.yaml_io import read_yaml
 
 
 def _tree_index(value: object, tree: WordTree | None, source: str) -> int:
@@ -29,6 +29,10 @@ def _tree_index(value: object, tree: WordTree | None, source: str) -> int:
     if value not in tree:
         raise ClassMapError(f"{source}: wnid {value!r} is not in the tree ({tree.num_nodes} nodes)")
     return tree.index(str(value))
+
+
+def _read_yaml_map(path: Path) -> object:
+    return read_yaml(path, ClassMapError, "a YAML class map")
 
 
 def category_labels(categories: Sequence[tuple[int, str]], tree: WordTree | None,
@@ -52,7 +56,7 @@ def category_labels(categories: Sequence[tuple[int, str]], tree: WordTree | None
             raise ClassMapError(f"{class_map}: {len(indices)} lines for {len(categories)} categories")
         return {cid: indices[k] for k, (cid, _) in enumerate(categories)}
     source = str(class_map) if not isinstance(class_map, dict) else "class_map"
-    mapping = class_map if isinstance(class_map, dict) else yaml.safe_load(Path(class_map).read_text())
+    mapping = class_map if isinstance(class_map, dict) else _read_yaml_map(Path(class_map))
     if not isinstance(mapping, dict):
         raise ClassMapError(f"{source}: expected a mapping category -> wnid")
     out = {}

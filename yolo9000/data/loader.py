@@ -20,14 +20,14 @@ from yolo9000.config import DataConfig
 from yolo9000.data.collate import Batch, collate
 from yolo9000.data.descriptor import DatasetDescriptor, build_classification, build_detection
 from yolo9000.data.device import EncodedBatch, EncodedSample, encode_sample, encoded_collate
-from yolo9000.data.images import ImageLoadError
+from yolo9000.data.images import REASON_KINDS, ImageLoadError
 from yolo9000.data.sampler import MixedBatchSampler
 from yolo9000.data.source import Source
 from yolo9000.data.transforms import EvalTransform, TrainTransform
 from yolo9000.errors import DatasetError
 
 Failure = tuple[str, str]  # (problem kind, file)
-FAILURE_KINDS = {"missing": "missing file", "truncated": "truncated image", "unreadable": "unreadable image"}
+FAILURE_KINDS = REASON_KINDS
 
 
 class SizedDataset(Dataset):
@@ -101,6 +101,9 @@ class SkippingLoader(DataLoader):
         for batch, failed in super().__iter__():
             self.consumed += 1
             for kind, path in failed:
+                if not self.skipped[kind]:
+                    # Said at once: a run that stops before the epoch's summary still names what it left out.
+                    print(f"data: skipped {path} ({kind}); the epoch's count follows at its end", file=sys.stderr)
                 self.skipped[kind] += 1
                 if len(self.first_failures) < 5:
                     self.first_failures.append((kind, path))

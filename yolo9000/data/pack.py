@@ -83,26 +83,38 @@ class PackSource(Source):
             handle = h5py.File(self.path, "r")
         except OSError as err:
             raise PackError(f"{self.path}: not a readable HDF5 pack ({err})") from None
-        with handle as f:
-            if f.attrs.get("format") != FORMAT:
-                raise PackError(f"{self.path}: not a yolo9000 pack (format attribute {f.attrs.get('format')!r})")
-            if int(f.attrs["version"]) > VERSION:
-                raise PackError(f"{self.path}: pack version {f.attrs['version']} is newer than this code ({VERSION})")
-            _check_tree(f, tree, self.path)
-            parts = [k for k in KINDS if k in f]
-            if kind is None:
-                if len(parts) != 1:
-                    raise PackError(f"{self.path} holds {' and '.join(parts) or 'no'} images: say which kind to read")
-                kind = parts[0]
-            if kind not in f:
-                raise PackError(f"{self.path} holds no {kind} images (it has {', '.join(parts) or 'none'})")
-            records, self._offsets = _read_part(f[kind], kind)
-            self._base = f[kind]["data"].id.get_offset()  # None only for an empty part (nothing to read)
-            self.split = str(f.attrs["split"])
-            self.descriptor = str(f.attrs["descriptor_path"])
+        try:
+            with handle as f:
+                records, kind = self._read(f, tree, kind)
+        except PackError:
+            raise
+        except (KeyError, OSError, ValueError, TypeError) as err:
+            # A damaged or foreign HDF5 file: a missing dataset or attribute, an unreadable chunk.
+            raise PackError(f"{self.path}: damaged pack ({type(err).__name__}: {err}); repack it with "
+                            "`yolo9000 data pack`") from None
         self._fd = -1
         self._pid = -1
         super().__init__(records, kind, f"{self.path}:{kind}")
+
+    def _read(self, f: h5py.File, tree: WordTree | None, kind: Kind | None) -> tuple[list[Record], Kind]:
+        if f.attrs.get("format") != FORMAT:
+            raise PackError(f"{self.path}: not a yolo9000 pack (format attribute {f.attrs.get('format')!r})")
+        if int(f.attrs["version"]) > VERSION:
+            raise PackError(f"{self.path}: pack version {f.attrs['version']} is newer than this code ({VERSION})")
+        _check_tree(f, tree, self.path)
+        parts = [k for k in KINDS if k in f]
+        if kind is None:
+            if len(parts) != 1:
+                raise PackError(f"{self.path} holds {' and '.join(parts) or 'no'} images: say which kind to read")
+            kind = parts[0]
+        if kind not in f:
+            raise PackError(f"{self.path} holds no {kind} images (it has {', '.join(parts) or 'none'})")
+        records, self._offsets = _read_part(f[kind], kind, self.path)
+        self._base = f[kind]["data"].id.get_offset()  # None only for an empty part (nothing to read)
+        _check_data_region(f[kind], kind, self._offsets, self._base, self.path)
+        self.split = str(f.attrs["split"])
+        self.descriptor = str(f.attrs["descriptor_path"])
+        return records, kind
 
     def _file(self) -> int:
         # One descriptor per process: a DataLoader worker never reads through one inherited across fork.
@@ -115,7 +127,11 @@ class PackSource(Source):
 
     def read_bytes(self, index: int) -> bytes:
         start, size = int(self._offsets[index]), self.byte_size(index)
-        data = os.pread(self._file(), size, self._base + start) if size else b""
+        try:
+            data = os.pread(self._file(), size, self._base + start) if size else b""
+        except OSError as err:
+            raise ImageLoadError(f"{self.path}: {self.records[index].file} cannot be read from the pack "
+                                 f"({err.strerror or err})", reason="unreadable") from None
         if len(data) != size:
             raise ImageLoadError(f"{self.path}: {self.records[index].file} is cut short in the pack (file "
                                  "truncated after packing?)", reason="truncated")
@@ -123,6 +139,10 @@ class PackSource(Source):
 
     def byte_size(self, index: int) -> int:
         return int(self._offsets[index + 1] - self._offsets[index])
+
+    def file_stat(self, index: int) -> tuple[int, int]:
+        # The bytes live in the pack: it changing is what matters to a pack made from a pack.
+        return self.byte_size(index), self.path.stat().st_mtime_ns
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -159,20 +179,62 @@ def _check_tree(f: h5py.File, tree: WordTree | None, path: Path) -> None:
                     f"point at the wrong nodes: repack with `yolo9000 data pack` and the tree you train with.")
 
 
-def _read_part(group: h5py.Group, kind: Kind) -> tuple[list[Record], np.ndarray]:
+def _damaged(path: Path, what: str) -> PackError:
+    return PackError(f"{path}: damaged pack: {what}; repack it with `yolo9000 data pack`")
+
+
+def _offsets_ok(offsets: np.ndarray, count: int, total: int) -> bool:
+    """Offsets Long[count + 1] from 0 to `total`, never decreasing."""
+    return (offsets.ndim == 1 and len(offsets) == count + 1 and np.issubdtype(offsets.dtype, np.integer)
+            and int(offsets[0]) == 0 and int(offsets[-1]) == total and bool((np.diff(offsets) >= 0).all()))
+
+
+def _read_part(group: h5py.Group, kind: Kind, path: Path = Path("pack")) -> tuple[list[Record], np.ndarray]:
+    """The part's records and byte offsets, every array checked against the others before any is trusted."""
     files = [f.decode() if isinstance(f, bytes) else f for f in group["files"][:]]
-    ids = group["image_ids"][:].tolist()
-    sizes = group["orig_sizes"][:].tolist()
+    n = len(files)
+    ids = group["image_ids"][:]
+    sizes = group["orig_sizes"][:]
     label_offsets = group["label_offsets"][:]
-    labels = torch.from_numpy(group["labels"][:])
-    boxes = torch.from_numpy(group["boxes"][:]) if kind == "detection" else None
+    labels_array = group["labels"][:]
+    byte_offsets = group["byte_offsets"][:]
+    where = f"{kind}/"
+    if ids.shape != (n,) or sizes.shape != (n, 2):
+        raise _damaged(path, f"{where}image_ids or orig_sizes do not hold one entry per file ({n} files)")
+    if labels_array.ndim != 1 or not _offsets_ok(label_offsets, n, len(labels_array)):
+        raise _damaged(path, f"{where}label_offsets do not run from 0 to the {len(labels_array)} labels")
+    labels = torch.from_numpy(labels_array.astype(np.int64))
+    boxes = None
+    if kind == "detection":
+        boxes_array = group["boxes"][:]
+        if boxes_array.shape != (len(labels_array), 4):
+            raise _damaged(path, f"{where}boxes have shape {boxes_array.shape}, expected ({len(labels_array)}, 4)")
+        if not np.isfinite(boxes_array).all():
+            raise _damaged(path, f"{where}boxes hold non-finite values")
+        boxes = torch.from_numpy(boxes_array.astype(np.float32))
+    data = group["data"]
+    if data.ndim != 1 or not _offsets_ok(byte_offsets, n, data.shape[0]):
+        raise _damaged(path, f"{where}byte_offsets do not run from 0 to the {data.shape[0]} bytes of "
+                       f"{where}data without going back")
     records = []
     for i, file in enumerate(files):
         a, b = int(label_offsets[i]), int(label_offsets[i + 1])
-        size = tuple(sizes[i]) if sizes[i][0] >= 0 else None
-        records.append(Record(file, ids[i], labels[a:b].clone(), boxes[a:b].clone() if boxes is not None else None,
-                              size))
-    return records, group["byte_offsets"][:]
+        size = tuple(int(v) for v in sizes[i]) if sizes[i][0] >= 0 else None
+        records.append(Record(file, int(ids[i]), labels[a:b].clone(),
+                              boxes[a:b].clone() if boxes is not None else None, size))
+    return records, byte_offsets.astype(np.int64)
+
+
+def _check_data_region(group: h5py.Group, kind: Kind, offsets: np.ndarray, base: int | None, path: Path) -> None:
+    """The image bytes must lie inside the file: one contiguous region at `base`, `offsets[-1]` long."""
+    total = int(offsets[-1])
+    if total == 0:
+        return
+    if base is None:
+        raise _damaged(path, f"{kind}/data is not stored contiguously (was it rewritten by another tool?)")
+    if base < 0 or base + total > path.stat().st_size:
+        raise _damaged(path, f"{kind}/data ({total} bytes at offset {base}) runs past the end of the "
+                       f"{path.stat().st_size}-byte file (truncated after packing?)")
 
 
 # ------------------------------------------------------------------------------------------------------ writing
@@ -184,6 +246,7 @@ class _Part:
     source: Source
     keep: list[int]
     sizes: np.ndarray
+    mtimes: np.ndarray
     missing: list[str] = field(default_factory=list)
 
     @property
@@ -203,6 +266,8 @@ class PackSummary:
         num_missing: how many such files in all.
         resumed_at: images already on disk from an interrupted run (0 for a fresh pack).
         written: images whose bytes this run wrote (0 when the pack was already complete).
+        restarted: an interrupted pack was found but its sources or annotations changed since (a file's size or
+            modification time), so it was packed again from the start.
     """
 
     path: Path
@@ -212,17 +277,22 @@ class PackSummary:
     num_missing: int
     resumed_at: int
     written: int
+    restarted: bool = False
 
 
 def _plan(kind: Kind, source: Source, progress: bool) -> _Part:
-    keep, sizes, missing = [], [], []
+    keep, sizes, mtimes, missing = [], [], [], []
     for i in tqdm(range(len(source)), desc=f"scan {kind}", unit="img", disable=not progress, leave=False):
         try:
-            sizes.append(source.byte_size(i))
-            keep.append(i)
+            size, mtime = source.file_stat(i)
         except ImageLoadError:
             missing.append(source.records[i].file)
-    return _Part(kind, source, keep, np.asarray(sizes, dtype=np.int64), missing)
+            continue
+        sizes.append(size)
+        mtimes.append(mtime)
+        keep.append(i)
+    return _Part(kind, source, keep, np.asarray(sizes, dtype=np.int64), np.asarray(mtimes, dtype=np.int64),
+                 missing)
 
 
 def _annotation_arrays(part: _Part) -> dict[str, np.ndarray]:
@@ -242,13 +312,18 @@ def _annotation_arrays(part: _Part) -> dict[str, np.ndarray]:
     return out
 
 
-def _job_digest(header: dict, arrays: dict[str, dict[str, np.ndarray]]) -> str:
-    """Identity of a packing job: same resolved sources, tree, files, sizes and annotations -> same digest.
+def _job_digest(header: dict, arrays: dict[str, dict[str, np.ndarray]], mtimes: dict[str, np.ndarray]) -> str:
+    """Identity of a packing job: same resolved sources, tree, files, sizes, modification times and annotations
+    -> same digest. The times make a rerun after an edit that kept a file's size start over instead of keeping
+    the stale bytes of an interrupted run.
 
     The descriptor's path and text are left out: editing a comment or moving the YAML changes no packed byte.
     """
     identity = {k: v for k, v in header.items() if k not in ("descriptor_path", "descriptor_yaml")}
     h = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    for kind in sorted(mtimes):
+        h.update(f"{kind}/mtimes".encode())
+        h.update(mtimes[kind].tobytes())
     for kind in sorted(arrays):
         for name in sorted(arrays[kind]):
             array = arrays[kind][name]
@@ -339,14 +414,14 @@ def pack_sources(sources: dict[Kind, Source], out: str | Path, tree: WordTree | 
         raise PackError(f"nothing to pack into {out}: the split has no detection or classification images")
     header = {"format": FORMAT, "version": VERSION, "tree_digest": tree_digest(tree), **(header or {})}
     arrays = {p.kind: _annotation_arrays(p) for p in parts}
-    job = _job_digest(header, arrays)
+    job = _job_digest(header, arrays, {p.kind: p.mtimes for p in parts})
     missing = {p.kind: p.missing[:5] for p in parts if p.missing}
     num_missing = sum(len(p.missing) for p in parts)
     images = {p.kind: len(p.keep) for p in parts}
     total = int(sum(p.sizes.sum() for p in parts))
 
-    def summary(resumed: int, written: int) -> PackSummary:
-        return PackSummary(out, images, total, missing, num_missing, resumed, written)
+    def summary(resumed: int, written: int, restarted: bool = False) -> PackSummary:
+        return PackSummary(out, images, total, missing, num_missing, resumed, written, restarted)
 
     if out.exists():
         try:
@@ -361,6 +436,7 @@ def pack_sources(sources: dict[Kind, Source], out: str | Path, tree: WordTree | 
             raise PackError(f"{out} already exists and was packed from other inputs (another split, descriptor, "
                             "tree or changed files): pass --overwrite to replace it, or choose another --out")
     done = _read_progress(progress_file, job) if partial.exists() else None
+    restarted = done is None and partial.exists() and progress_file.exists()
     if done is None:
         # No valid progress means no trusted partial: forget both before the structure is rewritten, so a crash
         # while writing it can never pair a half-written file with an older progress record.
@@ -400,4 +476,4 @@ def pack_sources(sources: dict[Kind, Source], out: str | Path, tree: WordTree | 
         bar.close()
     os.replace(partial, out)
     progress_file.unlink(missing_ok=True)
-    return summary(resumed, written)
+    return summary(resumed, written, restarted)

@@ -22,8 +22,45 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from yolo9000.data.images import ImageLoadError, decode_image, read_bytes
+from yolo9000.errors import DatasetError
 
 Kind = Literal["detection", "classification"]
+
+
+def read_text(path: str | Path) -> str:
+    """A text annotation file (list, label file, image set), UTF-8 with an optional BOM; DatasetError naming
+    the file when it does not exist, is not UTF-8 or cannot be read."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise DatasetError(f"{path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def annotation_path(base: Path, name: object, where: str, allow_outside: bool = False) -> Path:
+    """The file an annotation names, kept under `base`: an absolute path or a `..` component is refused (an
+    annotation must not make a pack or a training run read /etc/passwd) unless the descriptor source sets
+    `allow_outside_root: true`.
+
+    Args:
+        base: the folder annotation paths are relative to (the image folder, the list file's folder).
+        name: the path as the annotation writes it.
+        where: the file (and entry) it comes from, for the message.
+        allow_outside: accept absolute and `..` paths as they are.
+    Raises:
+        DatasetError: naming `where` and the path.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise DatasetError(f"{where}: image path {name!r} is not a non-empty string")
+    path = Path(name).expanduser() if allow_outside else Path(name)
+    if not allow_outside and (path.is_absolute() or ".." in path.parts):
+        raise DatasetError(f"{where}: image path {name!r} leaves the dataset folder {base} (absolute or '..'); "
+                              "set allow_outside_root: true on the descriptor source to allow it")
+    return path if path.is_absolute() else base / path
 
 
 @dataclass(frozen=True)
@@ -69,6 +106,16 @@ class Source(Dataset):
             return os.stat(file).st_size
         except OSError as err:
             raise ImageLoadError(f"{file}: cannot read ({err.strerror or err})", reason="missing") from None
+
+    def file_stat(self, index: int) -> tuple[int, int]:
+        """(size in bytes, modification time in ns) of the encoded image, without reading it: what tells a resumed
+        pack that a source file changed since the interrupted run. ImageLoadError (reason "missing") if absent."""
+        file = self.records[index].file
+        try:
+            stat = os.stat(file)
+        except OSError as err:
+            raise ImageLoadError(f"{file}: cannot read ({err.strerror or err})", reason="missing") from None
+        return stat.st_size, stat.st_mtime_ns
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         image = decode_image(self.read_bytes(index), self.records[index].file)
@@ -116,6 +163,24 @@ class SkipLog(Counter):
         return type(self), (dict(self),), {"examples": self.examples}
 
 
+# Left out by design (COCO crowd boxes, VOC difficult boxes) or already reported (`report_skipped`).
+_QUIET_KINDS = frozenset({"crowd box", "difficult box", "box with unknown category"})
+
+
+def report_problems(source: Source, stream=None) -> None:
+    """One line per kind of annotation a source left out (annotation for a missing image, image outside any wnid
+    folder, duplicate ids, ...), with counts and the first example, so training never drops data without a word."""
+    skipped = getattr(source, "skipped", None)
+    if not skipped:
+        return
+    stream = stream or sys.stderr
+    for kind, count in sorted(skipped.items()):
+        if count and kind not in _QUIET_KINDS:
+            first = skipped.examples.get(kind, [])
+            print(f"{source.name}: left out {count} x {kind}" + (f" (first: {first[0]})" if first else ""),
+                  file=stream)
+
+
 def report_skipped(source: str, what: str, counts: Counter, stream=None) -> None:
     """Say once, with counts, which labels were skipped (never silently relabelled)."""
     if not counts:
@@ -160,6 +225,10 @@ class ConcatSource(Source):
     def byte_size(self, index: int) -> int:
         source, local = self._locate(index)
         return source.byte_size(local)
+
+    def file_stat(self, index: int) -> tuple[int, int]:
+        source, local = self._locate(index)
+        return source.file_stat(local)
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         source, local = self._locate(index)

@@ -7,6 +7,7 @@ names are looked up as wnids.
 """
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -15,37 +16,62 @@ import torch
 
 from wordtree.tree import WordTree
 from yolo9000.data.labels import category_labels
-from yolo9000.data.source import Record, SkipLog, Source, report_skipped
+from yolo9000.data.source import Record, SkipLog, Source, annotation_path, read_text, report_skipped
 from yolo9000.errors import DatasetError
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
 
+def _number(element: ET.Element, key: str, path: Path, what: str) -> float:
+    """The finite number under `element/key`; DatasetError naming the file, the element and the key."""
+    text = element.findtext(key)
+    if text is None or not text.strip():
+        raise DatasetError(f"{path}: {what} has no <{key}>")
+    try:
+        value = float(text)
+    except ValueError:
+        raise DatasetError(f"{path}: {what} <{key}> {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DatasetError(f"{path}: {what} <{key}> {text.strip()!r} is not a finite number")
+    return value
+
+
 def parse_voc_xml(path: Path) -> tuple[str, tuple[int, int] | None, list[tuple[str, list[float], bool]]]:
-    """(image file name, (h, w) or None, [(class name, xyxy, difficult)]) from one annotation file."""
+    """(image file name, (h, w) or None, [(class name, xyxy, difficult)]) from one annotation file.
+
+    Raises:
+        DatasetError: naming the file and the element when the XML or a number in it is malformed.
+    """
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
         raise DatasetError(f"{path}: not valid VOC XML ({err})") from None
-    filename = root.findtext("filename") or path.with_suffix(".jpg").name
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
+    filename = (root.findtext("filename") or "").strip() or path.with_suffix(".jpg").name
     size = root.find("size")
     hw = None
     if size is not None and size.findtext("height") and size.findtext("width"):
-        hw = (int(float(size.findtext("height"))), int(float(size.findtext("width"))))
+        height, width = (_number(size, k, path, "<size>") for k in ("height", "width"))
+        if height < 0 or width < 0 or height != int(height) or width != int(width) or (height == 0) != (width == 0):
+            raise DatasetError(f"{path}: <size> {height:g}x{width:g} is not a positive integer size")
+        # 0 x 0 is what some labelling tools write when they did not read the image: the size is unknown.
+        hw = (int(height), int(width)) if height and width else None
     objects = []
-    for obj in root.iter("object"):
+    for number, obj in enumerate(root.iter("object"), 1):
+        what = f"object {number} ({obj.findtext('name', '').strip()!r})"
         box = obj.find("bndbox")
         if box is None:
-            raise DatasetError(f"{path}: object {obj.findtext('name')!r} has no bndbox")
-        x1, y1, x2, y2 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+            raise DatasetError(f"{path}: {what} has no bndbox")
+        x1, y1, x2, y2 = (_number(box, k, path, f"{what} bndbox") for k in ("xmin", "ymin", "xmax", "ymax"))
         objects.append((obj.findtext("name", "").strip(), [x1 - 1, y1 - 1, x2, y2], obj.findtext("difficult") == "1"))
     return filename, hw, objects
 
 
-def _image_file(image_dir: Path, filename: str, xml: Path) -> Path:
-    """The image an XML names; ImageNet DET writes the name without its suffix, so find it."""
-    path = image_dir / filename
+def _image_file(image_dir: Path, filename: str, xml: Path, allow_outside_root: bool = False) -> Path:
+    """The image an XML names (kept under `image_dir`); ImageNet DET writes the name without its suffix, so find it."""
+    path = annotation_path(image_dir, filename, f"{xml}: <filename>", allow_outside_root)
     if path.suffix:
         return path
     for suffix in (".JPEG", ".jpg", ".jpeg", ".png"):
@@ -67,12 +93,15 @@ class VocSource(Source):
         include_difficult: keep boxes flagged difficult.
         annotations: a folder of XML files, instead of `root/Annotations`.
         image_dir: the folder their images are in, instead of `root/JPEGImages`.
+        allow_outside_root: accept `<filename>`s that are absolute or contain `..` (refused by default).
+    Raises:
+        DatasetError: an XML file is malformed or names an image outside `image_dir`.
     """
 
     def __init__(self, root: str | Path | None, image_set: str | None = None, tree: WordTree | None = None,
                  class_map: str | Path | dict | None = None, classes: tuple[str, ...] = VOC_CLASSES,
                  include_difficult: bool = True, annotations: str | Path | None = None,
-                 image_dir: str | Path | None = None) -> None:
+                 image_dir: str | Path | None = None, allow_outside_root: bool = False) -> None:
         if root is None and (annotations is None or image_dir is None):
             raise ValueError("VocSource: give a VOC root, or both an annotations folder and an image folder")
         xml_dir = Path(annotations) if annotations is not None else Path(root) / "Annotations"
@@ -85,7 +114,8 @@ class VocSource(Source):
             listing = Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
             if not listing.exists():
                 raise DatasetError(f"VOC image set {listing} does not exist")
-            xmls = [xml_dir / f"{i.split()[0]}.xml" for i in listing.read_text().splitlines() if i.strip()]
+            xmls = [annotation_path(xml_dir, f"{line.split()[0]}.xml", f"{listing} line {number}")
+                    for number, line in enumerate(read_text(listing).splitlines(), 1) if line.strip()]
         else:
             xmls = sorted(xml_dir.glob("*.xml"))
         self.skipped = SkipLog()
@@ -100,7 +130,7 @@ class VocSource(Source):
         unknown: Counter = Counter()
         records = []
         for image_id, (xml, filename, hw, objects) in enumerate(parsed):
-            file = str(_image_file(image_dir, filename, xml))
+            file = str(_image_file(image_dir, filename, xml, allow_outside_root))
             boxes, labels = [], []
             for name, box, difficult in objects:
                 if difficult and not include_difficult:

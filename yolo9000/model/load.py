@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolo9000.checkpoint import CheckpointError, load_checkpoint, model_state
+from yolo9000.checkpoint import CheckpointError, check_finite, load_checkpoint, model_state
 from yolo9000.errors import WeightsError  # noqa: F401  (re-exported)
 
 DARKNET_SUFFIX = ".weights"
@@ -130,6 +130,7 @@ def _load_darknet(model: nn.Module, path: Path, trunk_only: bool) -> dict[str, A
         seen = darknet.load_darknet_trunk(model, path)
     else:
         seen = darknet.load_darknet_weights(model, path)
+    check_finite((model.trunk if trunk_only else model).state_dict(), path)
     tensors = len((model.trunk if trunk_only else model).state_dict())
     return {"format": "darknet", "path": str(path), "seen": int(seen), "step": None, "tensors": tensors,
             "trunk_only": trunk_only}
