@@ -2,8 +2,11 @@
 one training step (forward + backward) of YOLOv2 at batch 4, 416, and the achieved GFLOP/s against a large
 `torch.mm` measured in the same run (the machine's practical peak, fp32 and bf16).
 
-    .venv/bin/python bench/model_speed.py [--rounds 5] [--no-compile] [--quick] [--threads 2]
+    .venv/bin/python bench/model_speed.py [--rounds 5] [--no-compile] [--quick] [--threads 2] [--cfg-only]
     .venv/bin/python bench/model_speed.py --lightnet [--rounds 15]   # only: side by side with lightnet 4.0
+
+It also times YOLOv2 built from darknet's `yolov2.cfg` (the generic `DarknetNet`) against our `YOLODetector` on
+the same weights and prints the time ratio (cfg-built / ours; 1.00 = as fast).
 
 `--lightnet` (needs `pip install lightnet`, an optional bench dependency) times, float32 and batch 1 in one
 process, round-robin, lightnet's YoloV2 at 416 and its Darknet-19 + 1x1 head (YOLO9000's shape: lightnet has
@@ -37,7 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolo9000.config import load_config  # noqa: E402
 from yolo9000.builder import build_model  # noqa: E402
+from yolo9000.darknet import load_darknet_weights, save_darknet_weights  # noqa: E402
+from yolo9000.model.darknet_net import darknet_net_from_cfg  # noqa: E402
 from yolo9000.model.inference import prepare_for_inference  # noqa: E402
+from yolo9000.reference import darknet_file  # noqa: E402
 from yolo9000.model.summary import summarize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +152,35 @@ def inference_section(name: str, config: str, size: int, rounds: int, use_compil
     return out
 
 
+def cfg_section(rounds: int, size: int = 416) -> dict:
+    """YOLOv2 from darknet's yolov2.cfg (DarknetNet) vs our YOLODetector, same weights: time ratios."""
+    import tempfile
+
+    torch.manual_seed(0)
+    ours = build_model(load_config(ROOT / "yolo9000/configs/yolov2.yaml").model).eval().requires_grad_(False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_darknet_weights(ours, Path(tmp) / "yolov2.weights")
+        cfg_net = darknet_net_from_cfg(darknet_file("yolov2.cfg")).eval().requires_grad_(False)
+        load_darknet_weights(cfg_net, path)
+    x = torch.rand(1, 3, size, size)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        error = (cfg_net(x) - ours(x)).abs().max().item()
+        prepared = {"ours": prepare_for_inference(ours), "cfg": prepare_for_inference(cfg_net)}
+        variants = {"ours_eager": lambda: ours(x), "cfg_eager": lambda: cfg_net(x),
+                    "ours_prepared": lambda: prepared["ours"](x_cl), "cfg_prepared": lambda: prepared["cfg"](x_cl)}
+        seconds = round_robin(variants, rounds)
+    ratios = {mode: seconds[f"cfg_{mode}"][0] / seconds[f"ours_{mode}"][0] for mode in ("eager", "prepared")}
+    cpu_ratios = {mode: seconds[f"cfg_{mode}"][1] / seconds[f"ours_{mode}"][1] for mode in ("eager", "prepared")}
+    print(f"\nYOLOv2 {size}x{size} batch 1, float32: darknet cfg (DarknetNet) vs ours (YOLODetector), same weights, "
+          f"max |diff| {error:.1e}")
+    for mode in ("eager", "prepared"):
+        print(f"  {mode:<9} ours {seconds[f'ours_{mode}'][0]:.3f} s, cfg {seconds[f'cfg_{mode}'][0]:.3f} s: "
+              f"cfg/ours time ratio {ratios[mode]:.2f} wall, {cpu_ratios[mode]:.2f} CPU")
+    return {"size": size, "max_abs_diff": error, "seconds": {k: v[0] for k, v in seconds.items()},
+            "cfg_over_ours_time_ratio": ratios, "cfg_over_ours_cpu_time_ratio": cpu_ratios}
+
+
 def train_section(rounds: int, batch: int = 4, size: int = 416) -> dict:
     cfg = load_config(ROOT / "yolo9000/configs/yolov2.yaml").model
     torch.manual_seed(0)
@@ -228,6 +263,7 @@ def main() -> None:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile (slow start)")
     parser.add_argument("--quick", action="store_true", help="2 rounds, no compile, no YOLO9000: a smoke run")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (the issue's figure uses 2)")
+    parser.add_argument("--cfg-only", action="store_true", help="only the darknet-cfg vs our YOLOv2 comparison")
     parser.add_argument("--lightnet", action="store_true", help="only the side-by-side run against lightnet")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -243,12 +279,16 @@ def main() -> None:
     rounds = 2 if args.quick else args.rounds
     use_compile = args.compile and not args.quick
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds")
+    if args.cfg_only:
+        print(json.dumps({"cfg_vs_ours_yolov2_416": cfg_section(rounds)}))
+        return
     results = {"threads": torch.get_num_threads(), "rounds": rounds,
                "yolov2_416": inference_section("YOLOv2", "yolov2", 416, rounds, use_compile)}
     if not args.quick:
         results["yolo9000_544"] = inference_section("YOLO9000", "yolo9000", 544, rounds, False,
                                                     all_variants=False)
     results["train_yolov2_b4_416"] = train_section(max(2, rounds - 2))
+    results["cfg_vs_ours_yolov2_416"] = cfg_section(rounds)
 
     v2 = results["yolov2_416"]["variants"]
     fp32 = {k: v["of_fp32_peak"] for k, v in v2.items() if "bf16" not in k}

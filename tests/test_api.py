@@ -238,3 +238,42 @@ def test_load_weights_darknet_file_by_suffix(tmp_path, tree_file):
     assert info["format"] == "darknet" and info["seen"] == 1234
     torch.testing.assert_close(target.pred.weight, source.pred.weight)
     torch.testing.assert_close(target.trunk.state_dict(), source.trunk.state_dict())
+
+
+def test_node_restricts_the_decision_to_a_subtree(detector, image, tiny_tree):
+    """--node X (issue 12): the walk starts at X with P(.|X); score = objectness x P(X) x P(node|X)."""
+    from wordtree.ops import decide, grouped_log_softmax
+    a3 = tiny_tree.index("a3")
+    inside = detector.with_options(node="a3", nms_by="label", conf_threshold=0.001)
+    everywhere = detector.with_options(nms_by="label", conf_threshold=0.001)
+    batch, _, _ = detector.preprocess([image])
+    raw = detector.forward_raw(batch)
+    logits = raw[0].permute(0, 2, 3, 1).reshape(-1, raw.shape[2])[:, 5:]
+    cond = grouped_log_softmax(logits, tiny_tree).exp()
+    expected = decide(cond, tiny_tree, detector.options.hier_threshold, start=a3)
+    found = inside(image)
+    assert found and all(d.label in {a3, *tiny_tree.subtree(a3)} for d in found)
+    assert {d.label for d in found} <= set(expected.node.tolist())
+    for d in found:
+        # the path still runs from the root; its product P(a) P(a3|a) P(node|a3) is the score's probability
+        assert [s.node for s in d.path] == tiny_tree.path(d.label)
+        assert d.score == pytest.approx(d.objectness * d.prob, rel=1e-5)
+        assert d.prob == pytest.approx(float(d.probs[a3]) * float(d.probs[d.label] / d.probs[a3]), rel=1e-5)
+    # without --node the same boxes may be decided anywhere in the tree
+    assert any(d.label not in {a3, *tiny_tree.subtree(a3)} for d in everywhere(image))
+
+
+def test_leaf_walks_to_a_leaf_whatever_the_threshold(detector, image, tiny_tree):
+    strict = detector.with_options(hier_threshold=0.99)
+    leafward = strict.with_options(leaf=True)
+    assert all(not tiny_tree.is_leaf[d.label] for d in strict(image))   # .99: nothing passes, the best root
+    found = leafward(image)
+    assert found and all(bool(tiny_tree.is_leaf[d.label]) for d in found)
+    below = leafward.with_options(node="b")(image)
+    assert below and all(tiny_tree.names[d.label] in ("B1X_P", "B1X_Q") for d in below)
+
+
+def test_node_errors_are_one_line(detector, image):
+    from yolo9000.errors import NodeError
+    with pytest.raises(NodeError, match="no node named 'zebra'|'zebra'"):
+        detector.with_options(node="zebra")(image)

@@ -99,8 +99,56 @@ def test_grafts_excludes_and_unknown_targets(hand_wordnet, tmp_path):
     tree_edges = edges(result.tree)
     assert tree_edges["notion"] == "animal" and "cat" not in tree_edges
     assert result.unreachable == ("n99999999",) and result.stats["excluded"] == 1
-    with pytest.raises(TreeError, match="graft creates a cycle"):
+    with pytest.raises(TreeError, match=r"graft n00000010 -> n00000011 creates a cycle: "
+                                        r"n00000011 dog -> n00000010 animal -> n00000011 dog"):
         build_tree([w(11)], hand_wordnet, Overrides(graft={w(10): w(11)}), root=w(2))
+
+
+# A WordNet with diamonds, where the old path search saw cycles (issue 12): rifle has two hypernyms, firearm and
+# weapon, and firearm is itself a weapon; both routes meet again at instrument.
+#
+#   physical_entity 2 ── instrument 60 ─┬─ weapon 61 ──────────┬─ firearm 62 ─┬─ rifle 63* (hypernyms: weapon, firearm)
+#                                       │                      │              └─ pistol 64*
+#                                       └─ device 70 ──────────┴─ (firearm 62 also under device 70)
+#   sling 65* hangs under weapon only; musket 66* under rifle and firearm (a second diamond, one level lower).
+DIAMONDS = [
+    (1, "entity", []), (2, "physical_entity", [1]),
+    (60, "instrument", [2]), (61, "weapon", [60]), (70, "device", [60]),
+    (62, "firearm", [61, 70]), (63, "rifle", [61, 62]), (64, "pistol", [62]), (65, "sling", [61]),
+    (66, "musket", [63, 62]),
+]
+
+
+@pytest.fixture(scope="module")
+def diamond_wordnet() -> WordNet:
+    return WordNet.parse([LICENCE] + [synset(o, [name], hypernyms=ups) for o, name, ups in DIAMONDS])
+
+
+def test_diamonds_build_in_every_target_order(diamond_wordnet):
+    import itertools
+    targets = [w(63), w(64), w(65), w(66)]
+    texts = set()
+    for order in itertools.permutations(targets):
+        result = build_tree(list(order), diamond_wordnet, root=w(2))
+        assert result.unreachable == ()
+        texts.add((tree_text(result.tree), result.tree.names))
+    assert len(texts) == 1
+    # sling (one path) goes first: instrument, weapon, sling. Then in wnid order: rifle's path via weapon adds 1 node
+    # (against 2 and 3 via firearm); pistol via weapon > firearm adds 2 (via device 3); musket via rifle or firearm
+    # adds 1 each, the tie goes to the first in hypernym order (rifle). Collapse splices instrument and firearm
+    # (non-targets with one child), and lift hands musket, rifle's only child, to weapon right after rifle.
+    assert edges(result.tree) == {"weapon": None, "sling": "weapon", "rifle": "weapon", "musket": "weapon",
+                                  "pistol": "weapon"}
+    assert result.tree.names == ("weapon", "sling", "rifle", "musket", "pistol")
+    assert (result.stats["nodes_paper"], result.stats["collapsed"], result.stats["lifted"]) == (7, 2, 1)
+
+
+def test_a_graft_cycle_through_a_diamond_names_the_graft(diamond_wordnet):
+    with pytest.raises(TreeError, match=r"graft n00000060 -> n00000064 creates a cycle: .*n00000064 pistol"):
+        build_tree([w(64)], diamond_wordnet, Overrides(graft={w(60): w(64)}), root=w(2))
+    # a graft that only adds a second route (a diamond), not a cycle, builds
+    result = build_tree([w(64), w(65)], diamond_wordnet, Overrides(graft={w(65): w(70)}), root=w(2))
+    assert edges(result.tree)["sling"] in ("device", "instrument")
 
 
 def test_overrides_file_errors(tmp_path):
@@ -183,3 +231,75 @@ def test_9k_standin_without_grafts_reports_the_abstract_targets(wordnet, standin
     assert diff(result.tree, darknet_9k_tree).parent_agreement >= 0.985
     names = {wordnet.name(u) for u in result.unreachable}
     assert len(result.unreachable) == 7 and {"traffic light", "street sign", "bubble", "cairn"} <= names
+
+
+# ---------------------------------------------------------------------------------------------------- real label lists
+# The lists users bring (issue 12), fetched by `yolo9000 setup` into the cache: timm's ILSVRC-2012 1000 and
+# ImageNet-22k 21841 wnids, darknet's 9k.labels, COCO's 80 through coco9k.map, VOC's 20 by name.
+
+
+def _real_list(name: str, darknet_9k_tree: WordTree) -> list[str]:
+    from yolo9000.data.combine import VOC_NAMES, builtin_category_wnids
+    from yolo9000.reference import label_list
+    if name == "ilsvrc1k":
+        return targets_from_file(label_list("imagenet_synsets.txt"))
+    if name == "imagenet22k":
+        return targets_from_file(label_list("imagenet22k_synsets.txt"))
+    if name == "darknet9k":
+        return darknet_file("9k.labels").read_text().split()
+    names = builtin_category_wnids()
+    if name == "coco80":
+        return [names[n] for n in darknet_file("coco.names").read_text().splitlines() if n.strip()]
+    return [names[n] for n in VOC_NAMES]
+
+
+def _ancestors(wnid: str, wordnet: WordNet, graft: dict[str, str]) -> set[str]:
+    """Every hypernym above `wnid`, grafts applied (a slow, obviously right walk)."""
+    seen, todo = set(), [wnid]
+    while todo:
+        w = todo.pop()
+        for h in ([graft[w]] if w in graft else wordnet.hypernym_map.get(w, ())):
+            if h not in seen:
+                seen.add(h)
+                todo.append(h)
+    return seen
+
+
+def check_built(result, targets: list[str], wordnet: WordNet, overrides: Overrides | None) -> None:
+    """What any build must satisfy: reachable targets are nodes, unreachable ones are cut off from physical_entity,
+    every edge goes up WordNet (grafts applied), collapse left no non-target with one child."""
+    graft = overrides.graft if overrides else {}
+    tree, unreachable = result.tree, set(result.unreachable)
+    assert set(targets) - unreachable <= set(tree.wnids) and unreachable <= set(targets)
+    for u in unreachable:
+        assert u not in wordnet or "n00001930" not in _ancestors(u, wordnet, graft)
+    target_set = set(targets)
+    for i, p in enumerate(tree.parent.tolist()):
+        up = _ancestors(tree.wnids[i], wordnet, graft)
+        assert "n00001930" in up and (p < 0 or tree.wnids[p] in up)
+        if tree.wnids[i] not in target_set:
+            assert len(tree.children(i)) >= 2
+
+
+@pytest.mark.parametrize("name", ["ilsvrc1k", "darknet9k", "coco80", "voc20"])
+def test_real_label_lists_build_and_order_does_not_matter(name, wordnet, darknet_9k_tree):
+    import random
+    targets = _real_list(name, darknet_9k_tree)
+    assert len(set(targets)) == {"ilsvrc1k": 1000, "darknet9k": 9418, "coco80": 80, "voc20": 20}[name]
+    overrides = DARKNET_9K_OVERRIDES if name == "darknet9k" else None
+    result = build_tree(targets, wordnet, overrides)
+    check_built(result, targets, wordnet, overrides)
+    if name == "darknet9k":  # with darknet's grafts every node of darknet's own tree is reachable
+        assert result.unreachable == ()
+    shuffled = list(targets)
+    random.Random(12).shuffle(shuffled)
+    again = build_tree(shuffled, wordnet, overrides)
+    assert tree_text(again.tree) == tree_text(result.tree) and again.tree.names == result.tree.names
+    assert again.unreachable == result.unreachable
+
+
+def test_imagenet22k_builds(wordnet, darknet_9k_tree):
+    targets = _real_list("imagenet22k", darknet_9k_tree)
+    result = build_tree(targets, wordnet)
+    assert len(set(targets)) == 21841
+    check_built(result, targets, wordnet, None)

@@ -104,9 +104,9 @@ def reference_text(name: str) -> str:
 
 
 def test_unsupported_layer_names_section_and_line(tmp_path):
-    text = reference_text("yolov2.cfg").replace("[reorg]", "[shortcut]")
-    line = text.splitlines().index("[shortcut]") + 1
-    with pytest.raises(CfgError, match=rf"x\.cfg:{line}: \[shortcut\] layers are not supported"):
+    text = reference_text("yolov2.cfg").replace("[reorg]", "[upsample]")
+    line = text.splitlines().index("[upsample]") + 1
+    with pytest.raises(CfgError, match=rf"x\.cfg:{line}: \[upsample\] layers are not supported"):
         config_from_cfg(write(tmp_path, text))
 
 

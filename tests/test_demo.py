@@ -24,5 +24,9 @@ def test_demo_runs_both_stages_and_writes_metrics_pictures_and_query(tmp_path, c
         assert key in metrics
     assert metrics["images_seen"] == 2 * 2 * 16                               # two stages of 2 steps of 16
     assert 0.0 <= metrics["fine_map50"] <= 1.0 and 0.0 <= metrics["coarse_map50"] <= 1.0
+    # fine boxes per tree depth (`eval --per-depth`): the 3 roots' level, the coarse level, the fine leaves
+    per_depth = metrics["fine_map50_per_depth"]
+    assert set(per_depth) <= {"0", "1", "2", "3"} and "0" in per_depth and all(0 <= v <= 1 for v in per_depth.values())
+    assert "fine boxes per tree depth" in out
     assert len(list((tmp_path / "run").glob("eval_*.png"))) == 2
     assert (tmp_path / "run" / "curves.png").exists() and (tmp_path / "run" / "detect" / "last.pt").exists()

@@ -207,3 +207,24 @@ def test_draw_does_not_modify_the_image_and_scales_small_ones(tiny_tree):
     # The box's bottom edge, scaled by 4, is drawn in the detection's colour.
     assert picture.getpixel((200, 95 * 4)) == colour_of(det, tiny_tree)
     assert draw_detections(image, [det], tiny_tree, min_side=0).size == (128, 100)
+
+
+def test_node_and_leaf_on_detect_and_query(tmp_path, tree_file, images, tiny_tree, capsys):
+    """--node X decides inside X's subtree, --leaf walks to a leaf (issue 12), on both commands."""
+    base = ["--config", TINY, "--set", f"model.tree={tree_file}", "--device", "cpu", "--conf", "0.001"]
+    a3_subtree = {"a3", "a3x", "a3y"}
+    assert main(["detect", *base, *map(str, images), "--out", str(tmp_path / "d"), "--node", "a3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    labels = [d["wnid"] for image in report["images"] for d in image["detections"]]
+    assert labels and set(labels) <= a3_subtree
+    assert main(["query", *base, str(images[0]), "--leaf", "--hier", "0.99", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    leaves = {tiny_tree.wnids[i] for i in tiny_tree.leaves()}
+    found = [d["wnid"] for d in data["images"][0]["detections"]]
+    assert found and set(found) <= leaves and data["options"]["leaf"] is True
+    assert main(["query", *base, str(images[0]), "--node", "b", "--leaf"]) == 0
+    out = capsys.readouterr().out
+    assert "inside B, to a leaf" in out and "P(box is B (b) or any descendant)" in out
+    assert main(["query", *base, str(images[0]), "--node", "zebra"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error:" in line]
+    assert len(err) == 1 and "zebra" in err[0]   # (the other stderr line warns of the random weights)

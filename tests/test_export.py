@@ -1,5 +1,5 @@
-"""`yolo9000 export`: ONNX files run in onnxruntime give PyTorch's raw output (dynamic batch and size, weights
-from a file, metadata), and the darknet format writes a cfg + weights pair that loads back to the same network."""
+"""`yolo9000 export`: ONNX files run in onnxruntime give PyTorch's raw output and the builder's PostProcess's
+pre-NMS tensors (dynamic batch and size, weights from a file, metadata, a tree model), and the darknet format writes a cfg + weights pair that loads back to the same network."""
 from __future__ import annotations
 
 import json
@@ -72,8 +72,38 @@ def test_onnx_metadata_and_graph(tiny_weights, tmp_path):
     assert json.loads(meta["yolo9000.config"])["kind"] == "yolov2"
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 64, 64]
+    assert [o.name for o in proto.graph.output] == ["raw", "boxes", "objectness", "scores"]
     ops = {node.op_type for node in proto.graph.node}
-    assert "BatchNormalization" not in ops and "Sigmoid" not in ops and "Exp" not in ops  # folded BN, raw output
+    assert "BatchNormalization" not in ops and {"Sigmoid", "Exp", "Softmax"} <= ops  # folded BN; decode, scores
+
+
+@pytest.mark.parametrize("exporter", ["default", "torchscript"])
+def test_tree_model_onnx_outputs_are_the_postprocess_pre_nms_tensors(tiny_tree, tmp_path, exporter):
+    """A tree model's graph holds decode and the tree's scores (grouped softmax, path products): onnxruntime
+    gives `PostProcess.dense` of the builder's postprocess at other batch sizes and non-square inputs."""
+    from wordtree.io import write_json
+    from yolo9000.builder import build
+
+    write_json(tiny_tree, tmp_path / "tree.json")
+    overrides = [f"model.tree={tmp_path / 'tree.json'}"]
+    torch.manual_seed(0)
+    model, _, postprocess = build(load_config("tiny", overrides))
+    torch.save(model.state_dict(), tmp_path / "tree.pt")
+    out = tmp_path / "tree.onnx"
+    flags = ["--torchscript"] if exporter == "torchscript" else []
+    assert main(["export", "--config", "tiny", "--set", overrides[0], "--weights", str(tmp_path / "tree.pt"),
+                 "--out", str(out), "--size", "64", *flags]) == 0
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 3, 96, 160, generator=torch.Generator().manual_seed(1))
+    raw, boxes, objectness, scores = (torch.from_numpy(a) for a in session.run(None, {"images": x.numpy()}))
+    with torch.no_grad():
+        expected_raw = model.eval()(x)
+        dense = postprocess.dense(expected_raw)
+    torch.testing.assert_close(raw, expected_raw, rtol=1e-4, atol=1e-5)
+    assert scores.shape == (3, 3 * 3 * 5, tiny_tree.num_nodes)
+    torch.testing.assert_close(boxes, dense.boxes, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(objectness, dense.objectness, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(scores, dense.scores, rtol=1e-4, atol=1e-5)
 
 
 def test_unfolded_export_matches_too(tiny_weights, tmp_path):

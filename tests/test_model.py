@@ -199,9 +199,9 @@ def test_info_errors_name_the_problem(capsys, tmp_path):
     assert main(["info", "--config", "tiny", "--size", "100"]) == 2
     assert "--size 100" in capsys.readouterr().err
     bad = tmp_path / "bad.cfg"
-    bad.write_text("[net]\nwidth=64\nheight=64\n[dropout]\nprobability=.5\n")
+    bad.write_text("[net]\nwidth=64\nheight=64\n[upsample]\nstride=2\n")
     assert main(["info", "--cfg", str(bad)]) == 2
-    assert "bad.cfg:4: [dropout] layers are not supported" in capsys.readouterr().err
+    assert "bad.cfg:4: [upsample] layers are not supported" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ prepare_for_inference

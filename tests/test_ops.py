@@ -318,6 +318,80 @@ def test_decide_modes_differ_as_documented(tiny_tree):
         decide(cond, t, mode="best")
 
 
+def ref_decide_from(cond, tree, threshold, start):
+    """The paper's walk restricted to `start`'s subtree, scalar loop: P(. | start), `start` when nothing passes."""
+    p, decided, group = 1.0, start, int(tree.child_group[start])
+    while group >= 0:
+        off, size = int(tree.group_offset[group]), int(tree.group_size[group])
+        best = max(range(off, off + size), key=lambda j: (cond[j], -j))
+        if p * cond[best] <= threshold:
+            return decided
+        p, decided, group = p * cond[best], best, int(tree.child_group[best])
+    return decided
+
+
+def ref_darknet_from(absolute, tree, thresh, start):
+    """darknet's walk begun in `start`'s children on P(. | start) = P(.) / P(start)."""
+    p, group = 1.0, int(tree.child_group[start])
+    if group < 0:
+        return start
+    while True:
+        max_val, max_i = 0.0, 0
+        for i in range(int(tree.group_size[group])):
+            index = i + int(tree.group_offset[group])
+            val = absolute[index] / absolute[start]
+            if val > max_val:
+                max_i, max_val = index, val
+        if p * max_val > thresh:
+            p = p * max_val
+            group = int(tree.child_group[max_i])
+            if group < 0:
+                return max_i
+        else:
+            return int(tree.parent[int(tree.group_offset[group])])
+
+
+def ref_leaf(cond, tree):
+    """Argmax down to a leaf, whatever the probabilities."""
+    group, best = 0, None
+    while group >= 0:
+        off, size = int(tree.group_offset[group]), int(tree.group_size[group])
+        best = max(range(off, off + size), key=lambda j: (cond[j], -j))
+        group = int(tree.child_group[best])
+    return best
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.6])
+def test_decide_inside_a_subtree_and_to_a_leaf(tree, threshold):
+    logits = random_logits(tree, 8, scale=4.0, seed=7)
+    cond = grouped_log_softmax(logits, tree).exp()
+    absolute = ref_absolute_probs(cond, tree)
+    internal = [i for i in range(tree.num_nodes) if not bool(tree.is_leaf[i])]
+    starts = [internal[0], internal[len(internal) // 2], internal[-1], tree.leaves()[0]]
+    for start in starts:
+        subtree = set(tree.subtree(start)) | {start}
+        paper = decide(cond, tree, threshold, start=start)
+        darknet = decide(cond, tree, threshold, mode="darknet", start=start)
+        for r in range(8):
+            row = cond[r].tolist()
+            expected = ref_decide_from(row, tree, threshold, start)
+            assert int(paper.node[r]) == expected and expected in subtree
+            # score = P(X) x P(node | X) = P(node)
+            torch.testing.assert_close(paper.prob[r], absolute[r, expected])
+            assert int(darknet.node[r]) == ref_darknet_from(absolute[r].tolist(), tree, threshold, start)
+            assert int(darknet.node[r]) in subtree
+    # --leaf: a leaf whatever the threshold, the argmax descent; with a start, a leaf below it
+    for mode in ("paper", "darknet"):
+        leafward = decide(cond, tree, 0.99, mode=mode, leaf=True)
+        assert [int(n) for n in leafward.node] == [ref_leaf(cond[r].tolist(), tree) for r in range(8)]
+        assert bool(tree.is_leaf[leafward.node].all())
+        below = decide(cond, tree, 0.99, mode=mode, start=internal[0], leaf=True)
+        assert bool(tree.is_leaf[below.node].all())
+        assert all(int(n) in set(tree.subtree(internal[0])) for n in below.node)
+    with pytest.raises(ValueError, match="start node 9999 outside the tree"):
+        decide(cond, tree, start=9999)
+
+
 def test_decide_keeps_leading_dims(tiny_tree):
     cond = grouped_log_softmax(random_logits(tiny_tree, 6).view(2, 3, -1), tiny_tree).exp()
     d = decide(cond, tiny_tree)

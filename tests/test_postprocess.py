@@ -61,6 +61,17 @@ def test_hand_built_flat_box_and_score():
     assert (det.label, det.name, det.wnid) == (0, "cat", None)
     assert len(det.path) == 1 and det.path[0].prob == pytest.approx(p0, abs=1e-6)
     assert det.probs.shape == (2,) and float(det.probs.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert (det.anchor, det.row, det.col) == (0, 1, 0)
+
+
+def test_every_detection_names_its_anchor_row_and_column():
+    raw = empty_raw(num_classes=2, anchors=3, size=4, batch=2)
+    for b, (a, r, c) in enumerate([(2, 3, 1), (1, 0, 2)]):
+        raw[b, a, 4, r, c] = logit(0.9)
+        raw[b, a, 5, r, c] = 3.0
+    dets = postprocess(raw, torch.ones(3, 2), STRIDE, conf_threshold=0.5)
+    assert [[(d.anchor, d.row, d.col) for d in image] for image in dets] == [[(2, 3, 1)], [(1, 0, 2)]]
+    assert dets[0][0].to_dict()["anchor"] == 2
 
 
 def test_empty_and_below_threshold_give_empty_lists():
@@ -274,3 +285,43 @@ def test_nms_by_label_root_or_all(tiny_tree):
     assert decided == {"label": ["b1x", "a3x", "a"], "root": ["b1x", "a3x"], "all": ["b1x"]}
     with pytest.raises(ValueError, match="nms_by"):
         postprocess(raw, anchors, STRIDE, tiny_tree, nms_by="tree")
+
+
+def test_tree_probs_matches_the_library_ops_even_for_far_apart_groups(tiny_tree):
+    """The exportable form of P(node) equals absolute_probs(grouped_log_softmax): random logits, and a row whose
+    second root's subtree sits 200 below the first (a row-wide shift would underflow it to 0)."""
+    from wordtree.ops import absolute_probs, grouped_log_softmax
+    from yolo9000.postprocess import tree_probs
+
+    logits = torch.randn(2, 3, tiny_tree.num_nodes, generator=torch.Generator().manual_seed(0)) * 4
+    logits[1, 0, [5, 8, 9, 10]] -= 200.0
+    expected = absolute_probs(grouped_log_softmax(logits, tiny_tree), tiny_tree)
+    torch.testing.assert_close(tree_probs(logits, tiny_tree), expected)
+    assert (expected[1, 0, [9, 10]] > 1e-3).all()
+
+
+def test_dense_is_the_pipeline_before_threshold_and_nms(tiny_tree):
+    """PostProcess.dense (what export puts in the ONNX graph) gives, for every box and node, the boxes and scores
+    the category scorer keeps: thresholding and per-node batched_nms on it reproduce `forward`."""
+    from torchvision.ops import batched_nms
+
+    g = torch.Generator().manual_seed(3)
+    raw = torch.randn(2, 2, 5 + tiny_tree.num_nodes, 3, 4, generator=g)
+    post = PostProcess([[1.0, 1.5], [2.5, 2.0]], STRIDE, tiny_tree)
+    dense = post.dense(raw)
+    P = 2 * 3 * 4
+    assert dense.boxes.shape == (2, P, 4) and dense.scores.shape == (2, P, tiny_tree.num_nodes)
+    assert dense.boxes[..., 0::2].max() <= 4 * STRIDE and dense.boxes[..., 1::2].max() <= 3 * STRIDE
+    assert dense.boxes.min() >= 0
+    kept = post(raw, post.categories(torch.arange(tiny_tree.num_nodes)), conf_threshold=0.05, nms_iou=0.5,
+                max_detections=1000)
+    for b in range(2):
+        box_idx, node = (dense.scores[b] > 0.05).nonzero(as_tuple=True)
+        scores = dense.scores[b, box_idx, node]
+        keep = batched_nms(dense.boxes[b, box_idx], scores, node, 0.5)
+        mine = kept.image == b
+        # Nodes alone in their group (b1, b1x) score exactly as their parent, so ties are compared as sorted rows.
+        ours = torch.cat((node[keep, None].float(), scores[keep, None], dense.boxes[b, box_idx[keep]]), 1)
+        theirs = torch.cat((kept.labels[mine, None].float(), kept.scores[mine, None], kept.boxes[mine]), 1)
+        assert ours.shape[0] == theirs.shape[0] > 0
+        torch.testing.assert_close(torch.tensor(sorted(ours.tolist())), torch.tensor(sorted(theirs.tolist())))

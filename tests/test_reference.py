@@ -48,13 +48,33 @@ def test_darknet_checkout_is_copied(tmp_path):
     (checkout / "cfg").mkdir()
     for name in reference.DARKNET_DATA_FILES:
         (checkout / "data" / name).write_text(name)
-    for name in reference.DARKNET_CFG_FILES:
+    for name in reference.DARKNET_CFG_FILES + reference.DARKNET_NETWORK_CFGS + ("yolov3.cfg",):
         (checkout / "cfg" / name).write_text(name)
     (checkout / "data" / "dog.jpg").write_bytes(b"jpg")
     dest = reference.ensure_darknet(tmp_path / "home", darknet_data=checkout, log=lambda *_: None)
     assert (dest / "9k.tree").read_text() == "9k.tree"
     assert (dest / "yolo9000.cfg").read_text() == "yolo9000.cfg"
     assert (dest / "dog.jpg").exists()
+    # Every cfg is copied, also those of layers we do not build.
+    assert [p.name for p in reference.darknet_cfgs(tmp_path / "home")] == sorted(
+        set(reference.DARKNET_CFG_FILES + reference.DARKNET_NETWORK_CFGS + ("yolov3.cfg",)))
+
+
+def test_an_older_darknet_folder_gains_the_missing_cfgs(tmp_path):
+    checkout = tmp_path / "darknet"
+    (checkout / "data").mkdir(parents=True)
+    (checkout / "cfg").mkdir()
+    for name in reference.DARKNET_DATA_FILES:
+        (checkout / "data" / name).write_text(name)
+    for name in reference.DARKNET_CFG_FILES + reference.DARKNET_NETWORK_CFGS:
+        (checkout / "cfg" / name).write_text(name)
+    dest = tmp_path / "home" / "darknet"
+    dest.mkdir(parents=True)
+    (dest / "9k.tree").write_text("kept")  # what an earlier setup (or another process) put there stays
+    assert reference.ensure_darknet(tmp_path / "home", darknet_data=checkout, log=lambda *_: None) == dest
+    assert (dest / "9k.tree").read_text() == "kept"
+    assert (dest / "resnet50.cfg").read_text() == "resnet50.cfg"
+    assert not list(dest.glob("*.partial"))
 
 
 def test_incomplete_darknet_checkout_names_the_missing_files(tmp_path):
@@ -88,3 +108,65 @@ def test_setup_prints_the_data_dir_last(capsys):
 def test_missing_reference_file_error_says_run_setup(tmp_path):
     with pytest.raises(reference.ReferenceDataError, match="yolo9000 setup"):
         reference.darknet_file("9k.tree", home=tmp_path)
+
+
+def _fake_wheel(folder: Path, lists: dict[str, str]) -> Path:
+    import zipfile
+    wheel = folder / "timm-9.9.9-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, text in lists.items():
+            z.writestr(f"timm/data/_info/{name}", text)
+        z.writestr("timm/__init__.py", "")
+    return wheel
+
+
+def _wnids(count: int, crlf: bool = False) -> str:
+    return "".join(f"n{k:08d}{chr(13) if crlf else ''}\n" for k in range(count))
+
+
+def test_label_lists_come_from_the_wheel_once(tmp_path, monkeypatch):
+    # No timm installed: the wheel `pip download --no-deps` would fetch is faked, so no network is used.
+    monkeypatch.setattr(reference.importlib.util, "find_spec", lambda name: None)
+    calls = []
+
+    def fake_run(cmd):
+        calls.append(cmd)
+        _fake_wheel(Path(cmd[cmd.index("-d") + 1]), {"imagenet_synsets.txt": _wnids(1000, crlf=True),
+                                                     "imagenet22k_synsets.txt": _wnids(21841)})
+        return reference.subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(reference, "_run", fake_run)
+    messages = []
+    dest = reference.ensure_label_lists(tmp_path / "home", log=messages.append)
+    assert calls and calls[0][1:6] == ["-m", "pip", "download", "--no-deps", "--only-binary"]
+    assert (dest / "imagenet_synsets.txt").read_text() == _wnids(1000)  # CRs stripped
+    assert len((dest / "imagenet22k_synsets.txt").read_text().split()) == 21841
+    assert "pip download --no-deps timm" in messages[0] and "21841 wnids" in messages[-1]
+    # idempotent: nothing fetched, nothing said the second time
+    calls.clear()
+    messages.clear()
+    assert reference.ensure_label_lists(tmp_path / "home", log=messages.append) == dest
+    assert calls == [] and messages == []
+    assert reference.label_list("imagenet_synsets.txt", home=tmp_path / "home") == dest / "imagenet_synsets.txt"
+
+
+def test_label_list_in_a_bad_wheel_is_refused_and_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(reference.importlib.util, "find_spec", lambda name: None)
+
+    def fake_run(cmd):
+        _fake_wheel(Path(cmd[cmd.index("-d") + 1]), {"imagenet_synsets.txt": _wnids(999),
+                                                     "imagenet22k_synsets.txt": _wnids(21841)})
+        return reference.subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(reference, "_run", fake_run)
+    with pytest.raises(reference.ReferenceDataError, match="imagenet_synsets.txt is not 1000 distinct wnids"):
+        reference.ensure_label_lists(tmp_path / "home", log=lambda *_: None)
+    assert not (tmp_path / "home" / "labels" / "imagenet_synsets.txt").exists()
+
+
+def test_failed_pip_download_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(reference.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(reference, "_run", lambda cmd: reference.subprocess.CompletedProcess(cmd, 1, "", "no network"))
+    with pytest.raises(reference.ReferenceDataError, match="(?s)pip download --no-deps timm` failed.*no network.*"
+                                                           "pip install timm"):
+        reference.ensure_label_lists(tmp_path / "home", log=lambda *_: None)
+    with pytest.raises(reference.ReferenceDataError, match="yolo9000 setup"):
+        reference.label_list("imagenet_synsets.txt", home=tmp_path / "home")

@@ -37,7 +37,8 @@ def test_build_classes(capsys, tmp_path):
     classes = tmp_path / "classes.txt"
     # dog, dalmatian, pug, tabby, car, and communication (abstract: no path to physical_entity)
     classes.write_text("n02084071\nn02110341\nn02110958\nn02123045\nn02958343\nn00033020\n")
-    status, out, _ = run(capsys, "build", "--classes", str(classes), "--out", str(tmp_path / "mine"), "--json")
+    status, out, _ = run(capsys, "build", "--classes", str(classes), "--out", str(tmp_path / "mine"),
+                         "--format", "darknet", "json")
     assert status == 0
     tree = read_darknet(tmp_path / "mine.tree")
     assert read_json(tmp_path / "mine.json").wnids == tree.wnids
@@ -60,6 +61,24 @@ def test_build_with_root_as_synset_name_and_overrides(capsys, tmp_path):
     assert status == 0 and "root: carnivore.n.01 n02075296" in out and "unreachable targets: none" in out
     tree = read_darknet(tmp_path / "c.tree")
     assert "n02075296" not in tree and set(tree.wnids) >= {"n02110341", "n02123045"}
+
+
+def test_build_json_summary_and_json_tree_only(capsys, tmp_path):
+    """`--format json` writes only PREFIX.json; `--json` means the summary as JSON, as in every command."""
+    classes = tmp_path / "classes.txt"
+    classes.write_text("n02110341\nn02123045\nn00033020\n")
+    status, out, _ = run(capsys, "build", "--classes", str(classes), "--out", str(tmp_path / "j"),
+                         "--format", "json", "--json")
+    assert status == 0
+    summary = json.loads(out)
+    tree = read_json(tmp_path / "j.json")
+    assert not (tmp_path / "j.tree").exists() and summary["written"] == [str(tmp_path / "j.json")]
+    assert summary["targets"] == 3 and summary["unreachable"] == ["n00033020"] and summary["root"] == "n00001930"
+    assert summary["tree"]["nodes"] == tree.num_nodes and summary["roots"] == [tree.wnids[r] for r in tree.roots]
+    status, out, _ = run(capsys, "build", "--classes", str(classes), "--out", str(tmp_path / "k"),
+                         "--json", str(tmp_path / "summary.json"))
+    assert status == 0 and "wrote " in out and (tmp_path / "k.tree").exists() and not (tmp_path / "k.json").exists()
+    assert json.loads((tmp_path / "summary.json").read_text())["tree"] == summary["tree"]
 
 
 def test_build_preset_9k_uses_darknets_grafts(capsys, tmp_path):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import marshal
+import os
 
 import pytest
 
@@ -81,6 +83,33 @@ def test_load_from_a_folder_and_missing_folder(tmp_path):
         WordNet.load(tmp_path / "nowhere")
 
 
+def test_load_keeps_the_parsed_graph_in_the_cache_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "wordnet"
+    folder.mkdir()
+    data = folder / "data.noun"
+    data.write_text("\n".join([LICENCE, synset(1, ["entity"], hyponyms=[2]), synset(2, ["thing"], hypernyms=[1])]))
+    cache = tmp_path / "cache"
+    parsed = WordNet.load(tmp_path, cache_dir=cache)
+    (cached_file,) = cache.iterdir()
+    # the second load must come from the cache: parsing is made to fail
+    real_parse = WordNet.parse.__func__
+    monkeypatch.setattr(WordNet, "parse", classmethod(lambda *a, **k: pytest.fail("parsed again")))
+    again = WordNet.load(tmp_path, cache_dir=cache)
+    assert (again.lemmas, again.hypernym_map, again.hyponym_map) == (parsed.lemmas, parsed.hypernym_map,
+                                                                     parsed.hyponym_map)
+    assert again.source == str(data)
+    # a changed data.noun (size and mtime) is parsed again, never served stale; so is a damaged cache file
+    monkeypatch.setattr(WordNet, "parse", classmethod(real_parse))
+    data.write_text("\n".join([LICENCE, synset(1, ["entity"]), synset(3, ["idea"], hypernyms=[1])]))
+    os.utime(data, ns=(1, 1))
+    assert WordNet.load(tmp_path, cache_dir=cache).name("n00000003") == "idea"
+    for f in cache.iterdir():
+        f.write_bytes(b"not marshal data")
+    assert WordNet.load(tmp_path, cache_dir=cache).name("n00000003") == "idea"
+    assert all(marshal.loads(f.read_bytes())[0]["n00000003"] == ("idea",) for f in cache.iterdir()
+               if f != cached_file)  # rewritten after the damage
+
+
 def test_wnid_of():
     assert wnid_of(2084071) == "n02084071" and wnid_of("00001930") == "n00001930"
 
@@ -101,3 +130,24 @@ def test_real_wordnet_3_0(wordnet):
     paths = wordnet.hypernym_paths("n02084071")
     assert len(paths) == 2 and all(p[0] == "n00001740" and p[-1] == "n02084071" for p in paths)
     assert "n00001930" in paths[0]
+
+
+@pytest.mark.slow
+def test_parser_agrees_with_nltk_on_every_noun(wordnet):
+    """NLTK's reader on the same files: the same nouns, lemmas and hypernym sets (NLTK keeps pointers in sets, so
+    only the order can differ). About 15 s: NLTK reads every noun."""
+    nltk = pytest.importorskip("nltk")
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    nltk.data.path.insert(0, str(nltk_dir()))  # NLTK reads only below its data path
+    try:
+        reader = WordNetCorpusReader(nltk.data.find("corpora/wordnet"), None)
+        seen = 0
+        for s in reader.all_synsets("n"):
+            wnid = wnid_of(s.offset())
+            assert tuple(lemma.name() for lemma in s.lemmas()) == wordnet.lemmas[wnid], wnid
+            assert {wnid_of(h.offset()) for h in s.hypernyms() + s.instance_hypernyms()} == set(
+                wordnet.hypernym_map[wnid]), wnid
+            seen += 1
+    finally:
+        nltk.data.path.remove(str(nltk_dir()))
+    assert seen == len(wordnet) == 82115

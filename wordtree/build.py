@@ -23,8 +23,8 @@ import yaml
 
 from wordtree.io import read_map
 from wordtree.tree import TreeError, WordTree
-from wordtree.wordnet import WordNet
 from wordtree.errors import InputError
+from wordtree.wordnet import WordNet, WordNetError
 
 PHYSICAL_ENTITY = "n00001930"  # physical_entity.n.01: the 9k tree lives below it
 
@@ -102,28 +102,51 @@ class _Paths:
         return self.wordnet.hypernym_map.get(wnid, ())
 
     def below_root(self, wnid: str) -> tuple[tuple[str, ...], ...]:
-        """Distinct paths from just below `root` down to `wnid` (inclusive), in hypernym order; () if none."""
+        """Distinct paths from just below `root` down to `wnid` (inclusive), in hypernym order; () if none.
+
+        Raises:
+            TreeError: when a graft closes a hypernym cycle (naming the graft and the cycle); WordNet's own noun graph is
+                acyclic, so a cycle without a graft on it means corrupt WordNet data (WordNetError).
+        """
         cache = self.cache
-        # Iterative post-order: WordNet chains are ~20 deep but a graft could make them deeper.
-        stack, on_stack = [wnid], {wnid}
-        while stack:
-            w = stack[-1]
-            pending = [h for h in self.hypernyms(w) if h not in cache]
-            if pending:
-                cycle = [h for h in pending if h in on_stack]
-                if cycle:
-                    raise TreeError(f"overrides: graft creates a cycle through {cycle[0]} and {w}")
-                stack.extend(pending)
-                on_stack.update(pending)
-                continue
-            stack.pop()
-            on_stack.discard(w)
-            seen: dict[tuple[str, ...], None] = {}
-            for h in self.hypernyms(w):
-                for p in cache[h]:
-                    seen.setdefault(p + (w,), None)
-            cache[w] = tuple(seen)
+        if wnid in cache:
+            return cache[wnid]
+        # Iterative depth-first post-order (WordNet chains are ~20 deep, a graft could make them deeper). Only the
+        # nodes on the current path count for cycles: WordNet has diamonds (a synset reached from an ancestor by two
+        # routes), so a node met again that is merely waiting further down the stack is not a cycle.
+        path, on_path, todo = [wnid], {wnid}, [iter(self.hypernyms(wnid))]
+        while path:
+            for h in todo[-1]:
+                if h in cache:
+                    continue
+                if h in on_path:
+                    raise self._cycle_error(path[path.index(h):] + [h])
+                path.append(h)
+                on_path.add(h)
+                todo.append(iter(self.hypernyms(h)))
+                break
+            else:
+                w = path.pop()
+                on_path.discard(w)
+                todo.pop()
+                seen: dict[tuple[str, ...], None] = {}
+                for h in self.hypernyms(w):
+                    for p in cache[h]:
+                        seen.setdefault(p + (w,), None)
+                cache[w] = tuple(seen)
         return cache[wnid]
+
+    def _cycle_error(self, cycle: list[str]) -> Exception:
+        """`cycle`: child -> hypernym -> ... -> the child again."""
+        def named(w: str) -> str:
+            return f"{w} {self.wordnet.name(w)}" if w in self.wordnet else w
+        chain = " -> ".join(named(w) for w in cycle)
+        grafts = [w for w in cycle[:-1] if w in self.graft]
+        if not grafts:
+            return WordNetError(f"{self.wordnet.source}: WordNet's hypernyms form a cycle ({chain}); the data is "
+                                "corrupt (WordNet 3.0's noun graph is acyclic)")
+        which = ", ".join(f"{w} -> {self.graft[w]}" for w in grafts)
+        return TreeError(f"overrides: graft {which} creates a cycle: {chain}")
 
 
 def build_tree(targets: Sequence[str], wordnet: WordNet, overrides: Overrides | None = None,
@@ -131,18 +154,24 @@ def build_tree(targets: Sequence[str], wordnet: WordNet, overrides: Overrides | 
     """Build a WordTree holding every reachable target, by the paper's rule plus collapse and lift.
 
     Args:
-        targets: wnids to classify, in priority order (earlier targets are placed first when paths compete).
+        targets: wnids to classify. Their order does not matter: they are placed in wnid order, so a shuffled list
+            gives the identical tree (node order included).
         wordnet: the WordNet noun graph.
         overrides: grafts and exclusions applied before building.
         root: the synset under which the tree lives; not itself a node (its children in the tree are the roots).
 
     Returns:
-        BuildResult with the tree, the unreachable targets and stage counts. Deterministic for equal inputs.
+        BuildResult with the tree, the unreachable targets (in wnid order) and stage counts.
+
+    Raises:
+        TreeError: a graft that closes a cycle, naming the graft.
     """
     start = time.perf_counter()
     overrides = overrides or Overrides()
     excluded = set(overrides.exclude)
-    wanted = [t for t in dict.fromkeys(targets) if t not in excluded]
+    # wnid order, not the caller's: which of a target's paths adds the fewest nodes depends on what is already in the
+    # tree, so placing targets in a canonical order is what makes the result independent of the list's order.
+    wanted = sorted(set(targets) - excluded)
     paths = _Paths(wordnet, root, overrides.graft)
     reachable: dict[str, tuple[tuple[str, ...], ...]] = {}
     unreachable = []
@@ -188,7 +217,7 @@ def build_tree(targets: Sequence[str], wordnet: WordNet, overrides: Overrides | 
     names = [wordnet.name(w) if w in wordnet else w for w in order]
     tree = WordTree.from_parents(order, [-1 if parent[w] is None else index[parent[w]] for w in order], names,
                                  source="build")
-    stats = {"targets": len(wanted), "excluded": len(targets) - len(wanted) if excluded else 0,
+    stats = {"targets": len(wanted), "excluded": len(set(targets) & excluded),
              "unreachable": len(unreachable), "single_path": len(single), "nodes_paper": nodes_paper,
              "collapsed": collapsed, "lifted": lifted, "nodes": tree.num_nodes,
              "seconds": round(time.perf_counter() - start, 3)}

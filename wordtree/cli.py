@@ -1,11 +1,13 @@
 """`yolo9000 tree`: build, inspect, compare, query and plot WordTrees (YOLO9000 section 4).
 
     yolo9000 tree build (--preset 9k | --classes FILE | --imagenet-root DIR --top K) [--root WNID] --out PREFIX
+        [--format darknet json] [--json [FILE]]
     yolo9000 tree stats FILE
     yolo9000 tree diff A B
     yolo9000 tree show WNID|NAME [--tree FILE]
     yolo9000 tree query --logits FILE.npy|- [--tree FILE] [--hier T] [--json [FILE]]
     yolo9000 tree plot WNID|NAME --out PNG [--depth K] [--tree FILE]
+    yolo9000 tree validate PREFIX [--map FILE ...] [--no-wordnet]
 
 A tree argument is `9k` (darknet's 9k.tree from the reference data), a darknet `.tree` file (its `.names` beside it
 is used when present) or a `.json` tree. User mistakes (unknown node, missing or malformed file) end with a one-line
@@ -47,14 +49,17 @@ def _darknet_file(name: str) -> Path:
 
 
 def load_wordnet(folder: Path | None) -> WordNet:
-    """WordNet from `folder`, else the reference data dir of `yolo9000 setup`, else NLTK's search path."""
-    if folder is None:
-        try:
-            from yolo9000.reference import wordnet_nltk_root
+    """WordNet from `folder`, else the reference data dir of `yolo9000 setup`, else NLTK's search path; the parsed
+    graph is kept in the data dir's `cache/` for the next load."""
+    cache = None
+    try:
+        from yolo9000.reference import wordnet_cache_dir, wordnet_nltk_root
+        cache = wordnet_cache_dir()
+        if folder is None:
             folder = wordnet_nltk_root()
-        except ImportError:
-            folder = None
-    return WordNet.load(folder)
+    except ImportError:  # wordtree used without the yolo9000 package
+        pass
+    return WordNet.load(folder, cache_dir=cache)
 
 
 class _LazyWordNet:
@@ -145,29 +150,45 @@ def cmd_build(args: argparse.Namespace) -> int:
     root = resolve_root(args.root, wordnet)
     targets, origin = _targets(args)
     overrides, ov_text = _overrides(args)
-    print(f"targets: {len(targets)} ({origin})")
-    print(f"root: {wordnet.synset_name(root)} {root} (not a node; its children in the tree are the roots)")
-    print(f"overrides: {ov_text}")
     result = build_tree(targets, wordnet, overrides, root=root)
     tree, st = result.tree, result.stats
-    print(f"built in {st['seconds']:.2f} s: paper rule {st['nodes_paper']} nodes, collapsed {st['collapsed']}, "
-          f"lifted {st['lifted']}")
-    print(f"tree: {format_stats(tree)}")
-    print("roots: " + ", ".join(tree.describe(r) for r in tree.roots))
-    for line in format_unreachable(result, wordnet, root):
-        print(line)
+    summary = {"targets": len(targets), "origin": origin, "root": root, "overrides": ov_text,
+               "build": st, "tree": tree.stats(), "roots": [tree.wnids[r] for r in tree.roots],
+               "unreachable": list(result.unreachable)}
+    lines = [f"targets: {len(targets)} ({origin})",
+             f"root: {wordnet.synset_name(root)} {root} (not a node; its children in the tree are the roots)",
+             f"overrides: {ov_text}",
+             f"built in {st['seconds']:.2f} s: paper rule {st['nodes_paper']} nodes, collapsed {st['collapsed']}, "
+             f"lifted {st['lifted']}",
+             f"tree: {format_stats(tree)}",
+             "roots: " + ", ".join(tree.describe(r) for r in tree.roots),
+             *format_unreachable(result, wordnet, root)]
     if args.preset:
         d = diff(tree, load_tree(DARKNET_9K))
-        print(f"vs darknet's 9k.tree: {d.common} common nodes, parent agreement {100 * d.parent_agreement:.2f} % "
-              f"({100 * d.parent_agreement_b:.2f} % of its {d.nodes_b} nodes); `yolo9000 tree diff {args.out}.tree 9k`"
-              " lists the differences")
-    written = write_darknet(tree, args.out)
-    if args.json:
-        json_path = Path(f"{args.out}.json")
-        write_json(tree, json_path)
-        written.append(json_path)
-    print("wrote " + ", ".join(str(p) for p in written))
+        summary["vs_9k"] = {"common": d.common, "parent_agreement": d.parent_agreement,
+                            "parent_agreement_9k": d.parent_agreement_b, "nodes_9k": d.nodes_b}
+        lines.append(f"vs darknet's 9k.tree: {d.common} common nodes, parent agreement {100 * d.parent_agreement:.2f}"
+                     f" % ({100 * d.parent_agreement_b:.2f} % of its {d.nodes_b} nodes); `yolo9000 tree diff "
+                     f"{args.out}.tree 9k` lists the differences")
+    written = write_darknet(tree, args.out) if "darknet" in args.format else []
+    if "json" in args.format:
+        written.append(Path(f"{args.out}.json"))
+        write_json(tree, written[-1])
+    summary["written"] = [str(p) for p in written]
+    lines.append("wrote " + ", ".join(summary["written"]))
+    _emit(lines, summary, args.json)
     return 0
+
+
+def _emit(lines: list[str], summary: object, json_to: str | None) -> None:
+    """`--json [FILE]`, the same in every command: JSON on stdout instead of the text, or the text and JSON to
+    FILE."""
+    if json_to == "-":
+        print(json.dumps(summary, indent=1))
+        return
+    if json_to:
+        Path(json_to).write_text(json.dumps(summary, indent=1) + "\n")
+    print("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------------- stats, diff
@@ -320,16 +341,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.row is not None and not 0 <= args.row < logits.shape[0]:
         raise CliError(f"--row {args.row} out of range: the logits have {logits.shape[0]} rows")
     results = [query_row(tree, logits[r], args.threshold, args.top) for r in rows]
-    if args.json:
-        text = json.dumps(results[0] if len(results) == 1 else results, indent=1)
-        if args.json == "-":
-            print(text)
-            return 0
-        Path(args.json).write_text(text + "\n")
+    lines = []
     for r, result in zip(rows, results):
-        if len(results) > 1:
-            print(f"row {r}:")
-        print("\n".join(format_query(result, args.threshold)))
+        lines += [f"row {r}:"] * (len(results) > 1) + format_query(result, args.threshold)
+    _emit(lines, results[0] if len(results) == 1 else results, args.json)
     return 0
 
 
@@ -346,6 +361,24 @@ def cmd_plot(args: argparse.Namespace) -> int:
     note = f" (limited by --max-nodes {args.max_nodes})" if info["limited"] else ""
     print(f"wrote {args.out}: {tree.describe(node)}, {info['shown']} of {info['subtree']} subtree nodes, "
           f"depth {info['depth']}{note}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from wordtree.validate import validate
+    wordnet = None if args.no_wordnet else load_wordnet(args.wordnet)
+    problems, checked = validate(args.prefix, wordnet, args.map)
+    for problem in problems:
+        print(problem)
+    files = ", ".join(p.name for p in checked)
+    scope = "structure only (--no-wordnet)" if wordnet is None else "structure and WordNet 3.0"
+    if problems:
+        print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {files} ({scope})")
+        return 1
+    print(f"ok: {files} ({scope})")
     return 0
 
 
@@ -428,8 +461,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="YAML with graft: {wnid: parent_wnid} and exclude: [wnid]; replaces the preset's grafts")
     p.add_argument("--no-overrides", action="store_true", help="with --preset 9k: pure WordNet, no hand grafts")
     p.add_argument("--wordnet", type=Path, metavar="DIR", help=wordnet_help)
-    p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix: writes PREFIX.tree/.names/.labels")
-    p.add_argument("--json", action="store_true", help="also write PREFIX.json")
+    p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix of the tree files")
+    p.add_argument("--format", nargs="+", choices=("darknet", "json"), default=["darknet"], metavar="FORMAT",
+                   help="tree files to write: darknet (PREFIX.tree/.names/.labels, the default) and/or json "
+                        "(PREFIX.json)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="the build summary as JSON: on stdout instead of the text, or written to FILE")
     p.set_defaults(tree_func=cmd_build)
 
     p = sub.add_parser("stats", help="node, leaf, group and depth counts of a tree")
@@ -470,6 +507,22 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--tree", default=DARKNET_9K, metavar="FILE", help=tree_help + " (default 9k)")
     p.add_argument("--wordnet", type=Path, metavar="DIR", help=wordnet_help + "; only for synset names")
     p.set_defaults(tree_func=cmd_plot)
+
+    p = sub.add_parser("validate", help="check a hand-edited darknet tree set (.tree/.names/.labels/.map): every "
+                                        "problem with file and line, exit 1 if any",
+                       description="Check PREFIX.tree and, when present, PREFIX.labels, PREFIX.names and PREFIX.map: "
+                                   "byte-order marks, empty files, blank lines, malformed rows, duplicate wnids, "
+                                   "dangling parents, cycles, parents after children, non-contiguous siblings, "
+                                   "labels that differ from the tree, map indices outside it, wnids that are not "
+                                   "WordNet 3.0 nouns and names that are none of their wnid's WordNet lemmas. "
+                                   "Prints FILE:LINE: problem for each; exit 1 if any.")
+    p.add_argument("prefix", metavar="PREFIX", help="tree set prefix: data/9k checks data/9k.tree, .labels, .names, "
+                                                   ".map")
+    p.add_argument("--map", action="append", type=Path, default=[], metavar="FILE",
+                   help="another .map file to check against the tree (repeatable), e.g. coco9k.map")
+    p.add_argument("--no-wordnet", action="store_true", help="structure only: skip the WordNet checks")
+    p.add_argument("--wordnet", type=Path, metavar="DIR", help=wordnet_help)
+    p.set_defaults(tree_func=cmd_validate)
 
     parser.set_defaults(func=run, tree_parser=parser)
 

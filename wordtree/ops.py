@@ -423,7 +423,8 @@ def _group_argmax(values: Tensor, group: Tensor, tree: WordTree, darknet: bool =
 
 
 @torch.no_grad()
-def decide(cond_probs: Tensor, tree: WordTree, threshold: float = 0.5, mode: str = "paper") -> Decision:
+def decide(cond_probs: Tensor, tree: WordTree, threshold: float = 0.5, mode: str = "paper", start: int | None = None,
+           leaf: bool = False) -> Decision:
     """The top-down decision walk of YOLO9000 (paper section 4; darknet `hierarchy_top_prediction`).
 
     mode "paper" (default): from the roots' group, take the most probable child, multiply its conditional into
@@ -434,43 +435,58 @@ def decide(cond_probs: Tensor, tree: WordTree, threshold: float = 0.5, mode: str
     it multiplies P(child) into a product of earlier absolute probabilities, so it stops earlier than the paper;
     a failed step in a non-root group returns the group's parent, in the roots' group the best root.
 
+    `start` restricts the decision to a subtree (issue 12, "--node X"): the walk begins in X's children with
+    P(. | X), i.e. the running product starts at 1 at X and the threshold applies to P(node | X); when no child of X
+    passes, the decision is X. `leaf` walks to a leaf whatever the threshold (the most specific answer).
+
     Args:
         cond_probs: Float[..., N] conditional probabilities P(node | parent) (exp of grouped_log_softmax).
         tree: the WordTree.
         threshold: darknet's `hier_thresh` (.5 in its CLI).
         mode: "paper" or "darknet".
+        start: node index X whose subtree the decision is restricted to (None: the whole tree).
+        leaf: descend to a leaf regardless of the threshold.
     Returns:
-        Decision with node, prob = P(node), depth, each shaped cond_probs.shape[:-1].
+        Decision with node, prob = P(node) (absolute: for a walk from X, P(X) x P(node | X)), depth, each shaped
+        cond_probs.shape[:-1].
     """
     _check_nodes(cond_probs, tree, "decide: cond_probs")
     if mode not in DECIDE_MODES:
         raise ValueError(f"decide: mode {mode!r} is not one of {DECIDE_MODES}")
+    if start is not None and not 0 <= int(start) < tree.num_nodes:
+        raise ValueError(f"decide: start node {start} outside the tree (0..{tree.num_nodes - 1})")
     cond = cond_probs.to(_compute_dtype(cond_probs.dtype)).reshape(-1, tree.num_nodes)
     absolute = _accumulate_down(cond, tree, torch.mul)
+    # Every accepted step multiplies a probability <= 1 into a product > threshold: below 0 nothing is refused.
+    threshold = -1.0 if leaf else threshold
     if mode == "paper":
-        node = _walk_paper(cond, tree, threshold)
+        node = _walk_paper(cond, tree, threshold, start)
     else:
-        node = _walk_darknet(absolute, tree, threshold)
+        # darknet's walk reads absolute probabilities; below X they are P(. | X) = P(.) / P(X).
+        relative = absolute if start is None else absolute / absolute[:, int(start), None].clamp_min(torch.finfo(absolute.dtype).tiny)
+        node = _walk_darknet(relative, tree, threshold, start)
     device = cond.device
     lead = cond_probs.shape[:-1]
     prob = absolute.gather(1, node[:, None]).squeeze(1)
     return Decision(node=node.view(lead), prob=prob.view(lead), depth=_on(tree.depth, device)[node].view(lead))
 
 
-def _walk_paper(cond: Tensor, tree: WordTree, threshold: float) -> Tensor:
-    """Long[R]: multiply conditionals down the argmax path while the product stays > threshold."""
+def _walk_paper(cond: Tensor, tree: WordTree, threshold: float, start: int | None = None) -> Tensor:
+    """Long[R]: multiply conditionals down the argmax path while the product stays > threshold (from `start`'s
+    children when given, deciding `start` itself when none passes)."""
     R = cond.shape[0]
     device = cond.device
     child_group = _on(tree.child_group, device)
-    group = torch.zeros(R, dtype=torch.long, device=device)
+    first_group = 0 if start is None else int(tree.child_group[int(start)])
+    group = torch.full((R,), max(first_group, 0), dtype=torch.long, device=device)
     product = torch.ones(R, dtype=cond.dtype, device=device)
-    active = torch.ones(R, dtype=torch.bool, device=device)
-    decided = torch.full((R,), -1, dtype=torch.long, device=device)
+    active = torch.full((R,), first_group >= 0, dtype=torch.bool, device=device)
+    decided = torch.full((R,), -1 if start is None else int(start), dtype=torch.long, device=device)
     for step in range(tree.max_depth + 1):
         best, value = _group_argmax(cond, group, tree)
         candidate = product * value
         accept = active & (candidate > threshold)
-        if step == 0:
+        if step == 0 and start is None:
             # Even a root below the threshold is an answer: the best guess at the top level.
             decided = best
         decided = torch.where(accept, best, decided)
@@ -483,17 +499,19 @@ def _walk_paper(cond: Tensor, tree: WordTree, threshold: float) -> Tensor:
     return decided
 
 
-def _walk_darknet(absolute: Tensor, tree: WordTree, threshold: float) -> Tensor:
-    """Long[R]: darknet's `hierarchy_top_prediction` over absolute probabilities, transcribed with its quirks."""
+def _walk_darknet(absolute: Tensor, tree: WordTree, threshold: float, start: int | None = None) -> Tensor:
+    """Long[R]: darknet's `hierarchy_top_prediction` over absolute probabilities, transcribed with its quirks. From
+    `start`, the walk begins in its children's group (whose failure returns the group's parent, `start`)."""
     R = absolute.shape[0]
     device = absolute.device
     child_group = _on(tree.child_group, device)
     parent = _on(tree.parent, device)
     group_offset = _on(tree.group_offset, device)
-    group = torch.zeros(R, dtype=torch.long, device=device)
+    first_group = 0 if start is None else int(tree.child_group[int(start)])
+    group = torch.full((R,), max(first_group, 0), dtype=torch.long, device=device)
     product = torch.ones(R, dtype=absolute.dtype, device=device)
-    active = torch.ones(R, dtype=torch.bool, device=device)
-    decided = torch.zeros(R, dtype=torch.long, device=device)
+    active = torch.full((R,), first_group >= 0, dtype=torch.bool, device=device)
+    decided = torch.full((R,), 0 if start is None else int(start), dtype=torch.long, device=device)
     # Each accepted step descends one level, so the walk ends within max_depth + 1 steps.
     for _ in range(tree.max_depth + 1):
         max_i, max_val = _group_argmax(absolute, group, tree, darknet=True)

@@ -1,9 +1,14 @@
 """Read-only access to the WordNet 3.0 noun graph: the only module of the project that touches WordNet.
 
 ImageNet ids are WordNet 3.0 noun offsets (`n02084071` -> offset 2084071 -> `dog.n.01`). We parse `data.noun`
-directly instead of going through NLTK's reader: it takes well under a second for all 82,115 nouns (NLTK needs 3-4 s)
-and gives a fixed, documented order for every list, so builds are reproducible (wordtree_build.md, "WordNet 3.0
-offline"). NLTK is used only to *locate* the corpus when no folder is given.
+directly instead of going through NLTK's reader: about a second for all 82,115 nouns (NLTK needs 5 s to open the
+corpus and 8 s more to read every noun) and a fixed, documented order for every list, so builds are reproducible
+(wordtree_build.md, "WordNet 3.0 offline"). NLTK keeps pointers in sets, so its hypernym order is not even stable
+between processes; the hypernym *sets* and the lemmas are what must agree, and they do for every noun
+(tests/test_wordnet.py, bench/tree_build.py). NLTK is used only to *locate* the corpus when no folder is given.
+
+`load(..., cache_dir=DIR)` keeps the parsed graph in DIR as a `marshal` file keyed by data.noun's path, size and
+mtime, the format version and the Python version: the same maps back in about a fifth of the parse time, never stale.
 
 `data.noun` line format (after the licence header, whose lines start with two spaces):
 
@@ -13,7 +18,11 @@ Pointer `@` is a hypernym and `@i` an instance hypernym; `~` / `~i` are the inve
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import marshal
+import os
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +33,7 @@ from wordtree.errors import WordNetError  # noqa: F401  (re-exported)
 # Pointer symbols kept from data.noun: hypernym edges (both kinds) and their inverses.
 _HYPERNYM_POINTERS = frozenset({"@", "@i"})
 _HYPONYM_POINTERS = frozenset({"~", "~i"})
+_CACHE_FORMAT = 1  # bump when what `parse` returns changes
 
 
 def wnid_of(offset: int | str) -> str:
@@ -52,13 +62,14 @@ class WordNet:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, nltk_root: str | Path | None = None) -> "WordNet":
+    def load(cls, nltk_root: str | Path | None = None, cache_dir: str | Path | None = None) -> "WordNet":
         """Load the noun graph.
 
         Args:
             nltk_root: an NLTK data dir holding `corpora/wordnet/data.noun` (or the wordnet dict folder itself).
                 None: NLTK's default search path (`nltk.data.find('corpora/wordnet')`, e.g. after
                 `nltk.download('wordnet')`), zipped or not.
+            cache_dir: where to keep the parsed graph for the next load (a plain data.noun file only); None: parse.
 
         Raises:
             WordNetError: when no data.noun can be found, saying where we looked.
@@ -67,10 +78,7 @@ class WordNet:
             root = Path(nltk_root).expanduser()
             for folder in (root / "corpora" / "wordnet", root / "wordnet", root):
                 if (folder / "data.noun").exists():
-                    data, index = folder / "data.noun", folder / "index.noun"
-                    with open(data, encoding="utf-8") as f:
-                        return cls.parse(f, source=str(data),
-                                         index_opener=lambda: open(index, encoding="utf-8"))
+                    return cls._load_file(folder / "data.noun", folder / "index.noun", cache_dir)
             raise WordNetError(f"no WordNet data.noun under {root} (looked in corpora/wordnet/, wordnet/ and the "
                                "folder itself); run `yolo9000 setup` or pass the folder holding data.noun")
         try:
@@ -81,10 +89,39 @@ class WordNet:
             raise WordNetError("WordNet 3.0 not found on NLTK's search path: run `yolo9000 setup` and pass its "
                                "nltk_data dir, or `nltk.download('wordnet')`") from None
 
+        if isinstance(pointer, nltk.data.FileSystemPathPointer):
+            return cls._load_file(Path(pointer.path), Path(index_pointer.path), cache_dir)
+
         def open_text(p) -> IO[str]:
             return io.TextIOWrapper(p.open(), encoding="utf-8") if hasattr(p, "open") else open(str(p))
         with open_text(pointer) as f:
             return cls.parse(f, source=str(pointer), index_opener=lambda: open_text(index_pointer))
+
+    @classmethod
+    def _load_file(cls, data: Path, index: Path, cache_dir: str | Path | None) -> "WordNet":
+        def index_opener() -> IO[str]:
+            return open(index, encoding="utf-8")
+        cache = None
+        if cache_dir is not None:
+            stat = data.stat()
+            key = f"{data.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{_CACHE_FORMAT}|{sys.version_info[:2]}"
+            cache = Path(cache_dir) / f"wordnet-nouns-{hashlib.sha1(key.encode()).hexdigest()[:16]}.marshal"
+            try:
+                lemmas, hypernyms, hyponyms = marshal.loads(cache.read_bytes())
+                return cls(lemmas, hypernyms, hyponyms, index_opener, str(data))
+            except (OSError, EOFError, ValueError, TypeError):
+                pass  # no cache yet, or a damaged one: parse (and rewrite it)
+        with open(data, encoding="utf-8") as f:
+            wordnet = cls.parse(f, source=str(data), index_opener=index_opener)
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+                partial.write_bytes(marshal.dumps((wordnet.lemmas, wordnet.hypernym_map, wordnet.hyponym_map)))
+                os.replace(partial, cache)  # readers see the whole file or none
+            except OSError:
+                pass  # a read-only cache dir only costs the next load its speed
+        return wordnet
 
     @classmethod
     def parse(cls, lines: IO[str] | list[str], source: str = "data.noun",
@@ -186,6 +223,13 @@ class WordNet:
                 out[fields[0]] = tuple(wnid_of(o) for o in offsets)
         return out
 
+    def noun_senses(self, word: str) -> tuple[str, ...]:
+        """The wnids of a word's noun senses in WordNet's sense order (most frequent first), as NLTK's
+        `synsets(word, 'n')` lists them for an exact lemma: 'crane' -> (bird, lifting device, ...). Spaces and hyphens
+        may stand for underscores; case is ignored. () when WordNet has no such noun."""
+        key = word.strip().lower().replace(" ", "_")
+        return self._sense_index.get(key) or self._sense_index.get(key.replace("-", "_"), ())
+
     def wnid_for(self, synset_name: str) -> str:
         """The wnid of an NLTK-style synset name: 'dog.n.01' -> 'n02084071'.
 
@@ -230,20 +274,19 @@ class WordNet:
 
 
 def _parse_record(line: str) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """One data.noun record -> (wnid, lemmas, hypernym wnids, hyponym wnids)."""
-    fields = line.split(" | ", 1)[0].split()
-    wnid = wnid_of(fields[0])
+    """One data.noun record -> (wnid, lemmas, hypernym wnids, hyponym wnids). Offsets are 8 digits in data.noun."""
+    fields = line.partition(" | ")[0].split()
+    if len(fields[0]) != 8 or not fields[0].isdigit():
+        raise ValueError(f"offset {fields[0]!r} is not 8 digits")
     num_words = int(fields[3], 16)
-    words = tuple(fields[4:4 + 2 * num_words:2])
     at = 4 + 2 * num_words
-    num_pointers = int(fields[at])
     ups, downs = [], []
-    for k in range(at + 1, at + 1 + 4 * num_pointers, 4):
-        symbol, offset, pos = fields[k], fields[k + 1], fields[k + 2]
-        if pos != "n":
+    for k in range(at + 1, at + 1 + 4 * int(fields[at]), 4):
+        symbol = fields[k]
+        if fields[k + 2] != "n":
             continue
         if symbol in _HYPERNYM_POINTERS:
-            ups.append(wnid_of(offset))
+            ups.append("n" + fields[k + 1])
         elif symbol in _HYPONYM_POINTERS:
-            downs.append(wnid_of(offset))
-    return wnid, words, tuple(ups), tuple(downs)
+            downs.append("n" + fields[k + 1])
+    return "n" + fields[0], tuple(fields[4:at:2]), tuple(ups), tuple(downs)

@@ -87,12 +87,18 @@ class DetectorOptions:
         hier_threshold: the tree decision walk's threshold (darknet `-hier`: .5).
         mode: "paper" (multiply conditionals while above the threshold) or "darknet" (darknet's exact walk).
         max_depth: cap every decision at this depth (0 = roots); None for no cap.
+        node: decide inside this node's subtree (a wnid, name or index): the walk starts at it with P(. | node), and
+            score = objectness x P(node) x P(decided | node); None: the whole tree. Tree models only.
+        leaf: walk down to a leaf whatever `hier_threshold` (the most specific answer).
         size: letterbox input size (multiple of 32); None: the model config's input_size.
         max_detections: per image.
         batch_size: images per forward pass in `Detector.batch`.
         amp: "bf16" runs the network under bf16 autocast (CPU or CUDA); "off" in float32. Decoding and the tree
             softmax always run in float32.
         channels_last: run the network in channels_last memory format (faster convolutions on CPU and GPU).
+        compat: "off" (the defaults above) or "darknet": darknet's own preprocessing and detection rules
+            (`yolo9000.compat_darknet`: stb decoding, `letterbox_image`, every class over `conf_threshold`,
+            `do_nms_sort` at `nms_iou`, darknet's walk at `hier_threshold`; boxes unclipped, darknet's order, no cap).
     """
 
     # Each option carries its command-line flag and help; `yolo9000.commands.options` generates the flags of
@@ -107,11 +113,16 @@ class DetectorOptions:
                         "exact rule", choices=DECIDE_MODES)
     max_depth: int | None = _option(None, "--depth", "decide no deeper than this tree depth (0 = roots)",
                                     at_least(0), unset="no cap")
+    node: str | None = _option(None, "--node", "decide inside this node's subtree (wnid, name or index): the walk "
+                               "starts there with P(.|node)", unset="the whole tree")
+    leaf: bool = _option(False, "--leaf", "walk to a leaf whatever --hier (the most specific answer)")
     size: int | None = _option(None, "--size", "input size, a multiple of 32", positive_multiple_of_32,
                                unset="the config's")
     max_detections: int = _option(100, "--max-detections", "detections kept per image", at_least(1))
     batch_size: int = _option(8, "--batch", "images per forward pass", at_least(1))
     amp: str = _option("off", "--amp", "bf16 autocast for the network", choices=("off", "bf16"))
+    compat: str = _option("off", "--compat", "darknet: darknet's own preprocessing, detection rules and NMS "
+                          "(yolo9000.compat_darknet)", choices=("off", "darknet"))
     channels_last: bool = True
 
     def __post_init__(self) -> None:
@@ -237,7 +248,7 @@ class Detector:
         A relative tree path in the config that does not exist from the current directory is looked up in the run
         directory, so a run directory can be moved.
         """
-        from yolo9000.checkpoint import CheckpointError, load_checkpoint
+        from yolo9000.checkpoint import load_checkpoint
 
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
@@ -312,12 +323,34 @@ class Detector:
                 return self.model(x).float()
         return self.model(x).float()
 
+    def _darknet_detections(self, image: ImageInput) -> list[Detection]:
+        """One image through darknet's pipeline (`compat="darknet"`, yolo9000.compat_darknet)."""
+        from yolo9000 import compat_darknet as dn
+
+        if isinstance(image, (str, Path)):
+            pixels = dn.load_image(image)
+        else:
+            pixels = (to_uint8_image(image).numpy().astype(np.float64) / 255.0).astype(np.float32)
+        size, o = self.size, self.options
+        raw = self.forward_raw(torch.from_numpy(dn.letterbox_image(pixels, size, size))[None])[0].cpu()
+        activated = dn.region_activations(raw, self.tree)
+        height, width = pixels.shape[1:]
+        found = dn.detections_from_activations(activated, self.postprocess.anchors.cpu(), width, height, size, size,
+                                               o.conf_threshold, o.hier_threshold, o.nms_iou, self.tree)
+        return dn.to_detections(found, activated, width, height, self.tree, self.names)
+
     def batch(self, images: Iterable[ImageInput]) -> list[list[Detection]]:
-        """Detections for each image (one list per image, best score first), `batch_size` images per pass."""
+        """Detections for each image (one list per image, best score first), `batch_size` images per pass.
+        With `compat="darknet"`: darknet's detections, one image at a time, in darknet's order."""
         images = list(images)
+        if self.options.compat == "darknet":
+            return [self._darknet_detections(image) for image in images]
         out: list[list[Detection]] = []
         step = self.options.batch_size
         o = self.options
+        if o.node is not None and self.tree is None:
+            raise ConfigError(f"node {o.node!r}: deciding inside a subtree needs a tree model; this one is flat")
+        subtree = None if o.node is None else self.resolve_node(o.node)
         for start in range(0, len(images), step):
             batch, lb, sizes = self.preprocess(images[start:start + step])
             raw = self.forward_raw(batch)
@@ -325,7 +358,7 @@ class Detector:
             with torch.no_grad():
                 out.extend(self.postprocess.detections(
                     raw, self.names, conf_threshold=o.conf_threshold, nms_iou=o.nms_iou, nms_by=o.nms_by,
-                    hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth,
+                    hier_threshold=o.hier_threshold, mode=o.mode, max_depth=o.max_depth, start=subtree, leaf=o.leaf,
                     max_detections=o.max_detections, letterbox=lb.to(self.device), orig_sizes=sizes.to(self.device)))
         return out
 
@@ -424,7 +457,7 @@ def _model_config(config: str | Path | Config | ModelConfig, overrides: Sequence
     if path.suffix == ".cfg":
         if overrides:
             raise ConfigError(f"{path}: --set overrides apply to YAML configs, not darknet .cfg files")
-        from yolo9000.darknet import config_from_cfg
-        return config_from_cfg(path)
+        from yolo9000.darknet import cfg_model_config
+        return cfg_model_config(path)
     return load_config(path, list(overrides or [])).model
 

@@ -101,11 +101,19 @@ def _torchvision_trunk(cfg: ModelConfig, name: str) -> nn.Module:
     return TorchvisionTrunk(name, cfg.trunk_weights)
 
 
+def _darknet_cfg_trunk(cfg: ModelConfig, name: str) -> nn.Module:
+    # Imported here: darknet_net imports yolo9000.darknet, which imports this module.
+    from yolo9000.model.darknet_net import darknet_trunk
+
+    return darknet_trunk(cfg, name)
+
+
 # A trunk factory takes the model config and the part of `model.trunk` after "<prefix>:" and returns a module with
 # `forward(x) -> (c16, c32)`, `channels16` and `channels32` (`yolo9000.model.yolo`). Issue 13's darknet-cfg network
 # plugs in here as one more prefix.
 TrunkFactory = Callable[[ModelConfig, str], nn.Module]
-TRUNKS: dict[str, TrunkFactory] = {"darknet19": _darknet19_trunk, "torchvision": _torchvision_trunk}
+TRUNKS: dict[str, TrunkFactory] = {"darknet19": _darknet19_trunk, "torchvision": _torchvision_trunk,
+                                    "darknet": _darknet_cfg_trunk}   # darknet:CFG[:END], a cfg's layers
 
 
 def build_trunk(cfg: ModelConfig) -> nn.Module:

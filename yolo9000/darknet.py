@@ -39,8 +39,10 @@ SECTION_ALIASES = {
     "avgpool": "avgpool", "avg": "avgpool",
     "softmax": "softmax", "soft": "softmax",
     "route": "route", "reorg": "reorg", "region": "region", "cost": "cost",
+    "shortcut": "shortcut", "dropout": "dropout",
 }
-SUPPORTED = ("net", "convolutional", "maxpool", "route", "reorg", "region", "avgpool", "softmax", "cost")
+SUPPORTED = ("net", "convolutional", "maxpool", "route", "reorg", "region", "avgpool", "softmax", "cost",
+             "shortcut", "dropout")
 # Options each layer type may carry. [net], [region] and [cost] hold training settings (darknet reads dozens),
 # so they accept anything; in the other layers an option we do not implement would change the network.
 LAYER_OPTIONS = {
@@ -50,6 +52,8 @@ LAYER_OPTIONS = {
     "softmax": {"groups", "tree", "temperature"},
     "route": {"layers"},
     "reorg": {"stride", "reverse", "flatten", "extra"},
+    "shortcut": {"from", "activation", "alpha", "beta"},
+    "dropout": {"probability"},
 }
 DARKNET_9K_TREE = "9k.tree"
 DEFAULT_VERSION = (0, 2, 0)  # what darknet writes today: seen as uint64
@@ -196,16 +200,20 @@ def cfg_layers(cfg: ModelConfig, tree_path: str | None = None) -> list[CfgSectio
     Returns:
         Sections whose convolutions correspond one to one, in order, with the model's `darknet_convs`.
     """
-    if cfg.trunk != "darknet19":
-        raise CfgError(f"model.trunk: {cfg.trunk} has no darknet cfg; only the darknet19 trunk is written")
-    layers: list[CfgSection] = []
-    trunk = darknet19_layers(cfg.depth)
-    last_pool = max(i for i, spec in enumerate(trunk) if spec[0] == "max")
-    for kind, filters, size in trunk:
-        if kind == "max":
-            layers.append(_section("maxpool", size=size, stride=size))
-        else:
-            layers.append(_conv(scale_channels(filters, cfg.width), size, True))
+    if cfg.trunk.startswith("darknet:"):
+        layers, index16 = _darknet_trunk_layers(cfg)
+    elif cfg.trunk != "darknet19":
+        raise CfgError(f"model.trunk: {cfg.trunk} has no darknet cfg; only darknet19 and darknet:CFG trunks are "
+                       "written")
+    else:
+        layers = []
+        trunk = darknet19_layers(cfg.depth)
+        index16 = max(i for i, spec in enumerate(trunk) if spec[0] == "max") - 1   # before the last max-pool
+        for kind, filters, size in trunk:
+            if kind == "max":
+                layers.append(_section("maxpool", size=size, stride=size))
+            else:
+                layers.append(_conv(scale_channels(filters, cfg.width), size, True))
     n = _num_outputs(cfg)
     tree = None
     if cfg.tree is not None:
@@ -219,7 +227,7 @@ def cfg_layers(cfg: ModelConfig, tree_path: str | None = None) -> list[CfgSectio
     layers += [_conv(head, 3, True) for _ in range(cfg.head_convs - after)]
     if cfg.passthrough:
         deep = len(layers) - 1
-        layers.append(_section("route", layers=(last_pool - 1) - len(layers)))  # the stride-16 features
+        layers.append(_section("route", layers=index16 - len(layers)))  # the stride-16 features
         layers.append(_conv(scale_channels(64, cfg.width), 1, True))
         layers.append(_section("reorg", stride=2))
         layers.append(_section("route", layers=f"-1,{deep - len(layers)}"))  # reorg first, then the deep path
@@ -231,6 +239,17 @@ def cfg_layers(cfg: ModelConfig, tree_path: str | None = None) -> list[CfgSectio
         region["tree"] = tree
     layers.append(_section("region", **region))
     return layers
+
+
+def _darknet_trunk_layers(cfg: ModelConfig) -> tuple[list[CfgSection], int | None]:
+    """A `darknet:CFG[:END]` trunk's own cfg sections (layers 0..END) and its stride-16 layer."""
+    from yolo9000.model.darknet_net import CfgTrunk, resolve_cfg_path, split_trunk_name
+
+    name, end = split_trunk_name(cfg.trunk.partition(":")[2])
+    path = resolve_cfg_path(name)
+    with torch.device("meta"):
+        trunk = CfgTrunk(parse_cfg(path), end, path)
+    return list(trunk.net.sections), trunk.index16
 
 
 def cfg_text(cfg: ModelConfig, tree_path: str | None = None) -> str:
@@ -390,6 +409,60 @@ def config_from_cfg(path: str | Path) -> ModelConfig:
     return config_from_sections(parse_cfg(path), path)
 
 
+def generic_config_from_sections(sections: list[CfgSection], cfg_path: Path) -> ModelConfig:
+    """A `[region]` cfg of any trunk as a ModelConfig: `model.trunk: darknet:<cfg>:<layer>` holds every layer up to
+    the prediction conv, the region head (no extra convs, no passthrough) adds that 1x1 conv; anchors, classes and
+    tree come from `[region]`. Its convolutions are the cfg's in order, so the cfg's `.weights` load unchanged.
+
+    Raises:
+        CfgError: not a region cfg, or its last conv is not the 1x1 linear prediction conv the head builds.
+    """
+    from yolo9000.model.darknet_net import DarknetNet
+
+    with torch.device("meta"):
+        net = DarknetNet(sections, cfg_path)
+    body = list(net.sections)
+    if net.head != "region":
+        raise CfgError(f"{cfg_path}: only [region] cfgs build as a detector of any trunk (this one ends in "
+                       f"[{body[-1].type}])")
+    region = next(i for i, s in enumerate(body) if s.type == "region")
+    pred = net.layers[region - 1] if region else None
+    conv = getattr(pred, "conv", None)
+    if conv is None or conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 \
+            or pred.bn is not None or pred.activation != "linear":
+        raise CfgError(f"{body[region - 1].where()}: the layer before [region] must be a 1x1 linear conv with "
+                       "bias (the region head's prediction conv)")
+    height, width = net.net_size
+    if height != width:
+        raise CfgError(f"{sections[0].where('width')}: width={width} and height={height} differ; model.input_size "
+                       "is square")
+    region_section = body[region]
+    tree = _resolve_tree(region_section, "tree", cfg_path) if region_section.has("tree") else None
+    return ModelConfig(kind="yolo9000" if tree else "yolov2", num_classes=net.num_classes, tree=tree,
+                       trunk=f"darknet:{Path(cfg_path).resolve()}:{region - 2}",
+                       anchors=_region_anchors(region_section, net.num_anchors), passthrough=False, head_convs=0,
+                       input_size=width)
+
+
+def _region_anchors(section: CfgSection, num: int) -> tuple[tuple[float, float], ...]:
+    values = section.get_list("anchors", float) if section.has("anchors") else [0.5] * (2 * num)
+    return tuple((values[2 * i], values[2 * i + 1]) for i in range(num))
+
+
+def cfg_model_config(path: str | Path) -> ModelConfig:
+    """The ModelConfig of a darknet cfg: one of our networks (`config_from_cfg`) when it is one, else, for a
+    `[region]` cfg of any trunk (yolov2-tiny.cfg, ...), `generic_config_from_sections`."""
+    path = Path(path)
+    sections = parse_cfg(path)
+    try:
+        return config_from_sections(sections, path)
+    except CfgError as ours:
+        try:
+            return generic_config_from_sections(sections, path)
+        except CfgError as generic:
+            raise CfgError(f"{generic} (and not one of our networks either: {ours})") from None
+
+
 # ------------------------------------------------------------------------------------------------------ .weights
 @dataclass(frozen=True)
 class ConvEntry:
@@ -420,10 +493,12 @@ class ConvEntry:
 
 def darknet_convs(model: nn.Module) -> list[ConvEntry]:
     """The model's convolutions in darknet cfg order (module registration order), with their batch norms."""
+    from yolo9000.model.darknet_net import DarknetConv  # imported here: darknet_net imports this module
+
     entries: list[ConvEntry] = []
     inside = set()
     for name, module in model.named_modules():
-        if isinstance(module, ConvBNLeaky):
+        if isinstance(module, (ConvBNLeaky, DarknetConv)):
             entries.append(ConvEntry(name, module.conv, module.bn))
             inside.add(id(module.conv))
         elif isinstance(module, nn.Conv2d) and id(module) not in inside:
@@ -522,6 +597,42 @@ def load_darknet_weights(model: nn.Module, path: str | Path) -> int:
     return seen
 
 
+def load_darknet_prefix(model: nn.Module, path: str | Path, longer_file: bool = False) -> tuple[int, int]:
+    """Load a `.weights` file that holds the first k convolutions of the model's (darknet `partial` files such
+    as `darknet19_448.conv.23`, or a whole file); the other convolutions keep their values.
+
+    Darknet's `load_weights` reads until the file ends; here the file must end exactly after a convolution, so a
+    file for another network fails instead of loading half a layer.
+
+    Args:
+        model: a network whose convolutions are in darknet order (`DarknetNet`, `build_model`'s).
+        path: the `.weights` file.
+        longer_file: the file may also hold convolutions after the model's (a whole classifier's weights into
+            a trunk of its first layers): those are ignored.
+    Returns:
+        (seen, k): the header's `seen` and how many convolutions were loaded.
+    Raises:
+        WeightsError: the file ends inside a convolution (naming it and the offsets) or has more values than
+            the model's convolutions take.
+    """
+    path = Path(path)
+    entries = darknet_convs(model)
+    _, seen, values = read_weights_file(path)
+    offset = 0
+    for count, entry in enumerate(entries):
+        if offset == len(values):
+            _copy_into(entries[:count], values)
+            return seen, count
+        if offset + entry.num_floats > len(values):
+            raise WeightsError(f"{path}: the file ends at float {len(values)}, inside convolution {count} "
+                               f"{entry.describe()}, which needs floats {offset}..{offset + entry.num_floats}")
+        offset += entry.num_floats
+    if offset != len(values) and not longer_file:
+        raise WeightsError(_fit_message(path, entries, len(values), type(model).__name__))
+    _copy_into(entries, values[:offset])
+    return seen, len(entries)
+
+
 def load_darknet_trunk(model: nn.Module, classifier_weights_path: str | Path) -> int:
     """Load a Darknet-19 classifier's weights into a model's trunk (the YOLO9000 recipe: detector from classifier).
 
@@ -555,7 +666,7 @@ def load_darknet_trunk(model: nn.Module, classifier_weights_path: str | Path) ->
 
 
 def save_darknet_weights(model: nn.Module, path: str | Path, seen: int = 0,
-                         version: tuple[int, int, int] = DEFAULT_VERSION) -> Path:
+                         version: tuple[int, int, int] = DEFAULT_VERSION, max_convs: int | None = None) -> Path:
     """Write the model as a darknet `.weights` file (atomically: a temporary file, then a rename).
 
     Args:
@@ -563,6 +674,7 @@ def save_darknet_weights(model: nn.Module, path: str | Path, seen: int = 0,
         path: destination.
         seen: images trained on, stored in the header.
         version: (major, minor, revision); (0, 2, 0) and later store `seen` as uint64, older ones as int32.
+        max_convs: write only the first this many convolutions (darknet's `partial`; None: all).
     Returns:
         The path written.
     """
@@ -577,9 +689,10 @@ def save_darknet_weights(model: nn.Module, path: str | Path, seen: int = 0,
     tmp = path.with_name(path.name + ".tmp")
     with torch.no_grad(), open(tmp, "wb") as f:
         f.write(header)
-        for entry in darknet_convs(model):
+        for entry in darknet_convs(model)[:max_convs]:
             for tensor in entry.tensors():
-                f.write(tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes())
+                # astype(copy=False) is free on little-endian machines: the array's buffer is written as it is.
+                f.write(tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False).data)
     os.replace(tmp, path)
     return path
 

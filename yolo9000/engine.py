@@ -44,11 +44,12 @@ from yolo9000.checkpoint import load_checkpoint, model_state, rng_state, save_ch
 from yolo9000.config import Config, ConfigError, save_config, to_dict
 from yolo9000.criterion import loss_term_names
 from yolo9000.data.collate import Batch
-from yolo9000.data.descriptor import DatasetDescriptor, load_descriptor
+from yolo9000.data.descriptor import (DatasetDescriptor, check_tree_fits, load_descriptor, model_tree,
+                                      tree_mismatch)
 from yolo9000.data.device import feed
 from yolo9000.device import autocast, resolve_amp
 from yolo9000.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, wrap_model
-from yolo9000.errors import DatasetError
+from yolo9000.errors import ClassMapError, DatasetError
 from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.logging import RunLogger
 from yolo9000.optim import build_optimizer, build_scheduler
@@ -312,6 +313,9 @@ class _Trainer:
         tc = cfg.train
         if cfg.data.dataset is None:
             raise ConfigError("data.dataset: no dataset descriptor given (e.g. --set data.dataset=shapes)")
+        descriptor: DatasetDescriptor = load_descriptor(cfg.data.dataset, dataset_overrides)
+        # The tree comes from the data unless the config names another; config.yaml records the one used.
+        cfg = replace(cfg, model=replace(cfg.model, tree=model_tree(cfg.model.tree, descriptor)))
         cfg = resolve_config(cfg)  # what config.yaml records agrees with the model (num_classes of a tree)
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
         self.log = log if info.is_main else (lambda message: None)
@@ -320,8 +324,15 @@ class _Trainer:
 
         random.seed(tc.seed), np.random.seed(tc.seed % 2**32), torch.manual_seed(tc.seed)
         self.tree = load_tree(cfg.model.tree)
-        self.descriptor: DatasetDescriptor = load_descriptor(cfg.data.dataset, dataset_overrides)
-        self.loader, self.counts = _build_loader(cfg, self.descriptor, self.tree, info)
+        self.descriptor = descriptor
+        check_tree_fits(descriptor, cfg.model.tree, self.tree)
+        try:
+            self.loader, self.counts = _build_loader(cfg, self.descriptor, self.tree, info)
+        except ClassMapError as err:
+            if descriptor.tree is None or descriptor.tree == cfg.model.tree:
+                raise
+            raise tree_mismatch(descriptor, cfg.model.tree, str(err)) from None
+        check_tree_fits(descriptor, cfg.model.tree, self.tree, self.loader.dataset.parts)
         self.sampler = self.loader.batch_sampler
 
         model, criterion, _ = build(cfg)

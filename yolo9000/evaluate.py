@@ -278,7 +278,8 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
                        batch_size: int = 8, conf_threshold: float = 0.005, nms_iou: float = 0.45,
                        device: torch.device | str | None = None, progress: bool = False,
                        dataset_overrides: Sequence[str] | None = None,
-                       postprocess: PostProcess | None = None) -> dict[str, Any]:
+                       postprocess: PostProcess | None = None, per_depth: bool = False,
+                       compat: str = "off") -> dict[str, Any]:
     """COCO mAP of a detector on a dataset split, through the real COCOeval (darknet's validation scoring).
 
     Every box is scored for every evaluated category k as objectness * P(node_k) (`PostProcess` with a
@@ -301,12 +302,18 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
         progress: show a tqdm bar.
         dataset_overrides: `key=value` edits of the descriptor when a path is given.
         postprocess: the model's PostProcess (default: built from `cfg.model`).
+        per_depth: also mAP@.5 at each tree depth, ground truth and boxes taken to their ancestor at that depth
+            (`yolo9000.evaluate_depth`, from the same forward passes); tree models only.
+        compat: "darknet" scores as darknet's `validate_detector` does (yolo9000.compat_darknet): the image files
+            decoded and letterboxed as darknet does, objectness x P(category) > conf_threshold for every category,
+            `do_nms_sort`, boxes clipped to the image, no top-100 cap (COCOeval keeps the best 100).
     Returns:
         {"map": mAP@[.5:.95], "map50": mAP@.5, "images": evaluated images, "detections": kept boxes,
          "size": input size, "split": split,
          "per_class": {category id: {"name", "node", "wnid", "node_name", "ap", "ap50", "num_gt"}},
          "groups": {name: {"map", "map50", "categories": [ids]}} (when groups or train_split are given),
-         "unmapped": [category names without a node]}.
+         "unmapped": [category names without a node],
+         "per_depth": {"per_depth": [{"depth", "map50", "map", "categories", "num_gt"}], "mean_map50"} (per_depth)}.
     """
     from yolo9000.builder import build_postprocess
     from yolo9000.data.loader import build_eval_loader
@@ -331,13 +338,83 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
                          "node of the model (give `categories`)")
     postprocess = postprocess.to(device)
     scorer = postprocess.categories(torch.tensor([mapping[c] for c in cat_ids], device=device))
+    if compat == "darknet":
+        if per_depth:
+            raise ConfigError("evaluate_detection: --per-depth scores through our postprocess; "
+                              "it cannot be combined with --compat darknet")
+        detections, image_ids = _darknet_detections(model, cfg, descriptor, split, tree, postprocess, size,
+                                                    [mapping[c] for c in cat_ids], cat_ids, conf_threshold,
+                                                    nms_iou, device, progress)
+        return _detection_result(gt, detections, image_ids, cat_ids, mapping, names, tree, size, split,
+                                 descriptor, train_split, groups)
     loader = build_eval_loader(descriptor, tree, cfg.data, split, batch_size, size)
+    depths = None
+    if per_depth:
+        if tree is None:
+            raise ConfigError("evaluate_detection: --per-depth needs a tree model; this one is flat")
+        from yolo9000.evaluate_depth import DepthScorer
+        depths = DepthScorer(gt, mapping, tree, postprocess, conf_threshold, nms_iou)
     detections, image_ids = [], []
     for batch, raw in _outputs(model, loader, cfg, device, f"eval {split}" if progress else None):
         kept = postprocess(raw, scorer, conf_threshold=conf_threshold, nms_iou=nms_iou, max_detections=100,
                            letterbox=batch.letterbox.to(device), orig_sizes=batch.orig_sizes.to(device))
         detections += coco_results(kept, cat_ids, batch.image_ids)
         image_ids += batch.image_ids.tolist()
+        if depths is not None:
+            depths.add(raw, batch.image_ids, batch.letterbox.to(device), batch.orig_sizes.to(device))
+    return _detection_result(gt, detections, image_ids, cat_ids, mapping, names, tree, size, split, descriptor,
+                             train_split, groups, depths)
+
+
+def _darknet_detections(model: torch.nn.Module, cfg: Any, descriptor: Any, split: str, tree: WordTree | None,
+                        postprocess: PostProcess, size: int, nodes: list[int], cat_ids: list[int],
+                        conf_threshold: float, nms_iou: float, device: torch.device,
+                        progress: bool) -> tuple[list[dict[str, Any]], list[int]]:
+    """COCO results as darknet's `validate_detector` + `print_cocos` write them, one image file at a time."""
+    import numpy as np
+
+    from yolo9000 import compat_darknet as dn
+    from yolo9000.data.descriptor import build_detection
+
+    records = build_detection(descriptor, split, tree).records
+    if progress:
+        from tqdm import tqdm
+        records = tqdm(records, desc=f"eval {split} (darknet)", dynamic_ncols=True)
+    anchors = postprocess.anchors.cpu()
+    detections, image_ids = [], []
+    was_training = model.training
+    model.eval()
+    try:
+        for record in records:
+            pixels = dn.load_image(record.file)
+            height, width = pixels.shape[1:]
+            raw = _forward(model, torch.from_numpy(dn.letterbox_image(pixels, size, size))[None], cfg, device)
+            activated = dn.region_activations(raw[0].cpu(), tree)
+            dets = dn.get_region_detections(activated, anchors, width, height, size, size, conf_threshold,
+                                            tree=tree, class_map=nodes if tree is not None else None)
+            if tree is None:   # flat: the evaluated classes' columns (NMS is per column, so this commutes)
+                dets = dn.RegionDetections(dets.anchor, dets.row, dets.col, dets.boxes, dets.objectness,
+                                           dets.probs[:, nodes])
+            if nms_iou:
+                dets = dn.do_nms_sort(dets, nms_iou)
+            xyxy = dets.to_xyxy(width, height)
+            xyxy = np.stack((xyxy[:, 0].clip(min=0), xyxy[:, 1].clip(min=0), xyxy[:, 2].clip(max=width),
+                             xyxy[:, 3].clip(max=height)), axis=1)
+            for k, j in zip(*np.nonzero(dets.probs)):
+                x1, y1, x2, y2 = (float(v) for v in xyxy[k])
+                detections.append({"image_id": record.image_id, "category_id": cat_ids[j],
+                                   "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                                   "score": float(dets.probs[k, j])})
+            image_ids.append(record.image_id)
+    finally:
+        model.train(was_training)
+    return detections, image_ids
+
+
+def _detection_result(gt: COCO, detections: list[dict[str, Any]], image_ids: list[int], cat_ids: list[int],
+                      mapping: Mapping[int, int], names: Mapping[int, str], tree: WordTree | None, size: int,
+                      split: str, descriptor: Any, train_split: str | None,
+                      groups: Mapping[str, Sequence[int]] | None, depths: Any = None) -> dict[str, Any]:
     metrics = coco_map(gt, detections, cat_ids, image_ids)
     per_class = {}
     for c in cat_ids:
@@ -357,6 +434,8 @@ def evaluate_detection(model: torch.nn.Module, cfg: Any, descriptor: Any, split:
     if groups:
         ap, ap50 = split_map(metrics.per_class_ap, groups), split_map(metrics.per_class_ap50, groups)
         result["groups"] = {g: {"map": ap[g], "map50": ap50[g], "categories": list(ids)} for g, ids in groups.items()}
+    if depths is not None:
+        result["per_depth"] = depths.result()
     return result
 
 

@@ -11,6 +11,10 @@ Scorers plug into that one pipeline:
   `max_depth`; a flat model takes the softmax's best class. score = objectness * P(decided node).
 * `CategoryScorer`: darknet's validation with a class map: every box is scored for every evaluated category k as
   objectness * P(node_k) (absolute tree probability, or the flat softmax), and NMS runs per category (COCOeval).
+
+`PostProcess.dense` is the same pipeline's pre-NMS stage for every box at once, in ops that ONNX exports: boxes
+clipped to the input, objectness and objectness * P(node) for every node. `yolo9000 export` puts it in the graph;
+thresholding and NMS are left to the consumer.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from torchvision.ops import batched_nms
 
 from wordtree.ops import DECIDE_MODES, absolute_probs, decide, grouped_log_softmax
 from wordtree.tree import TreeBuffers, WordTree
-from yolo9000.decode import decode
+from yolo9000.decode import decode, grid_offsets
+from yolo9000.errors import ConfigError
 
 NMS_GROUPINGS = ("label", "root", "all")
 
@@ -60,6 +65,8 @@ class Detection:
         path: root-to-decided-node steps; the product of their probs is `prob` (flat: one step, the class).
         probs: Float[N] on the CPU, this box's absolute probability of every node (flat: every class), for
             subtree queries; not part of equality or repr.
+        anchor, row, col: the prediction the box comes from (anchor index, grid row and column; darknet's
+            candidate `anchor*H*W + row*W + col`); -1 when unknown.
     """
 
     box: tuple[float, float, float, float]
@@ -71,6 +78,9 @@ class Detection:
     prob: float
     path: tuple[PathStep, ...]
     probs: Tensor | None = field(default=None, repr=False, compare=False)
+    anchor: int = -1
+    row: int = -1
+    col: int = -1
 
     @property
     def depth(self) -> int:
@@ -81,6 +91,7 @@ class Detection:
         """JSON-friendly dict (without `probs`)."""
         return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 5),
                 "objectness": round(self.objectness, 5), "label": self.label, "wnid": self.wnid, "name": self.name,
+                "anchor": self.anchor, "row": self.row, "col": self.col,
                 "prob": round(self.prob, 5),
                 "path": [{"node": s.node, "wnid": s.wnid, "name": s.name, "prob": round(s.prob, 5)}
                          for s in self.path]}
@@ -97,6 +108,7 @@ class Kept:
         objectness: Float[K].
         labels: Long[K] decided tree node or flat class (`DecisionScorer`), category index (`CategoryScorer`).
         extra: the scorer's per-detection tensors (`DecisionScorer.describe`), each [K, ...].
+        cells: Long[K, 3] (anchor, row, column) of the prediction each detection comes from.
     """
 
     image: Tensor
@@ -105,6 +117,41 @@ class Kept:
     objectness: Tensor
     labels: Tensor
     extra: dict[str, Tensor] = field(default_factory=dict)
+    cells: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Dense:
+    """Every box of a batch before thresholding and NMS (P = A * H * W predictions per image, anchor-major).
+
+    Attributes:
+        boxes: Float[B, P, 4] xyxy, input pixels, clipped to the input.
+        objectness: Float[B, P].
+        scores: Float[B, P, N] objectness * P(node) (absolute tree probability; flat: the class softmax), what
+            `CategoryScorer` thresholds.
+    """
+
+    boxes: Tensor
+    objectness: Tensor
+    scores: Tensor
+
+
+def tree_probs(logits: Tensor, tree: WordTree) -> Tensor:
+    """Absolute P(node) of Float[..., N] tree logits in plain tensor ops that ONNX exports (scatter max and add,
+    gathers): `absolute_probs(grouped_log_softmax(logits, tree), tree)`, whose custom kernels do not export."""
+    N = tree.num_nodes
+    flat = logits.float().reshape(-1, N)
+    index = tree.group.expand_as(flat)
+    group_max = flat.new_full((flat.shape[0], tree.num_groups), float("-inf"))
+    shifted = flat - group_max.scatter_reduce(1, index, flat, "amax").gather(1, index)
+    group_sum = flat.new_zeros(flat.shape[0], tree.num_groups).scatter_add(1, index, shifted.exp())
+    log_cond = shifted - group_sum.log().gather(1, index)
+    # After pass d every node at depth <= d holds the sum of its path's log conditionals.
+    is_root, parent = tree.parent < 0, tree.parent.clamp(min=0)
+    log_abs = log_cond
+    for _ in range(tree.max_depth):
+        log_abs = log_cond + torch.where(is_root, 0.0, log_abs[:, parent])
+    return log_abs.exp().view(logits.shape)
 
 
 @dataclass(frozen=True)
@@ -138,10 +185,16 @@ class DecisionScorer:
         nms_by: which boxes compete in NMS: "label" (same decided node, darknet's per-class NMS), "root" (decided
             nodes under the same tree root: a box decided "pentagon" and one decided "polygon" on the same figure
             are one object; flat models: same as "label"), or "all" (class-agnostic).
+        start: decide inside this node's subtree (issue 12, `--node`): the walk starts at it with P(. | start),
+            and a box's score is objectness x P(start) x P(node | start) = objectness x P(node). Tree models only.
+        leaf: walk down to a leaf whatever `hier_threshold` (`--leaf`).
     """
 
     def __init__(self, tree: WordTree | None, hier_threshold: float = 0.5, mode: str = "paper",
-                 max_depth: int | None = None, nms_by: str = "label") -> None:
+                 max_depth: int | None = None, nms_by: str = "label", start: int | None = None,
+                 leaf: bool = False) -> None:
+        if (start is not None or leaf) and tree is None:
+            raise ConfigError("postprocess: --node and --leaf walk a tree; this is a flat model")
         if nms_by not in NMS_GROUPINGS:
             raise ValueError(f"postprocess: nms_by {nms_by!r} is not one of {NMS_GROUPINGS}")
         if mode not in DECIDE_MODES:
@@ -150,6 +203,7 @@ class DecisionScorer:
             raise ValueError(f"postprocess: max_depth {max_depth} must be >= 0")
         self.tree, self.hier_threshold, self.mode, self.max_depth, self.nms_by = (
             tree, hier_threshold, mode, max_depth, nms_by)
+        self.start, self.leaf = start, leaf
 
     def select(self, logits: Tensor, objectness: Tensor, conf_threshold: float) -> Selection:
         """logits Float[C, N], objectness Float[C] -> the candidates whose score passes `conf_threshold`."""
@@ -160,7 +214,8 @@ class DecisionScorer:
         else:
             self.log_cond = grouped_log_softmax(logits, tree)
             self.cond = self.log_cond.exp()
-            labels = decide(self.cond, tree, threshold=self.hier_threshold, mode=self.mode).node
+            labels = decide(self.cond, tree, threshold=self.hier_threshold, mode=self.mode, start=self.start,
+                            leaf=self.leaf).node
             if self.max_depth is not None:
                 labels = tree.paths[labels, tree.depth[labels].clamp(max=self.max_depth)]
             # P(label) is the product of the conditionals on its root path: a gather of D+1 values per box, much
@@ -241,9 +296,9 @@ class PostProcess(nn.Module):
         return self.tree_buffers.tree if self.tree_buffers is not None else None
 
     def decision(self, hier_threshold: float = 0.5, mode: str = "paper", max_depth: int | None = None,
-                 nms_by: str = "label") -> DecisionScorer:
+                 nms_by: str = "label", start: int | None = None, leaf: bool = False) -> DecisionScorer:
         """A `DecisionScorer` for this model's tree."""
-        return DecisionScorer(self.tree, hier_threshold, mode, max_depth, nms_by)
+        return DecisionScorer(self.tree, hier_threshold, mode, max_depth, nms_by, start, leaf)
 
     def categories(self, category_nodes: Tensor) -> CategoryScorer:
         """A `CategoryScorer` for this model's tree."""
@@ -251,11 +306,23 @@ class PostProcess(nn.Module):
 
     def detections(self, raw: Tensor, names: Sequence[str] | None = None, *, hier_threshold: float = 0.5,
                    mode: str = "paper", max_depth: int | None = None, nms_by: str = "label",
-                   **options) -> list[list[Detection]]:
+                   start: int | None = None, leaf: bool = False, **options) -> list[list[Detection]]:
         """One list of Detection per image, best score first: `forward` with `self.decision(...)`, then
         `to_detections`. `names`: class names of a flat model; **options: as for `forward`."""
-        kept = self(raw, self.decision(hier_threshold, mode, max_depth, nms_by), **options)
+        kept = self(raw, self.decision(hier_threshold, mode, max_depth, nms_by, start, leaf), **options)
         return to_detections(kept, raw.shape[0], self.tree, names)
+
+    def dense(self, raw: Tensor) -> Dense:
+        """Raw Float[B, A, 5+N, H, W] -> Dense: decode, clip to the input, score every node (exportable)."""
+        B, _, C5, H, W = raw.shape
+        dec = decode(raw.float(), self.anchors, self.stride)
+        logits = dec.class_logits.reshape(B, -1, C5 - 5)
+        probs = logits.softmax(dim=-1) if self.tree is None else tree_probs(logits, self.tree)
+        # (W, H) as the grid's far corner, not from Python ints, so that an exported graph keeps H and W dynamic.
+        limit = (grid_offsets(H, W, raw.device, torch.float32)[-1, -1] + 1).repeat(2) * self.stride
+        objectness = dec.objectness.reshape(B, -1)
+        return Dense(torch.minimum(dec.boxes.reshape(B, -1, 4).clamp(min=0), limit), objectness,
+                     objectness[..., None] * probs)
 
     @torch.no_grad()
     def forward(self, raw: Tensor, scorer: DecisionScorer | CategoryScorer, *, conf_threshold: float = 0.25,
@@ -304,9 +371,11 @@ class PostProcess(nn.Module):
         rank = torch.arange(len(kb), device=device) - torch.searchsorted(kb, kb)  # position within its image
         keep = keep[rank < max_detections]
         labels = sel.labels[keep]
+        cell = p_idx[keep]          # index into decode's [A, H, W] layout
+        cells = torch.stack((cell // (H * W), cell % (H * W) // W, cell % W), dim=1)
         return Kept(image=b_idx[keep], boxes=boxes[keep], scores=sel.scores[keep],
                     objectness=objectness[b_idx[keep], p_idx[keep]], labels=labels,
-                    extra=scorer.describe(sel.rows[keep], labels))
+                    extra=scorer.describe(sel.rows[keep], labels), cells=cells)
 
 
 def to_detections(kept: Kept, batch_size: int, tree: WordTree | None = None,
@@ -331,6 +400,7 @@ def to_detections(kept: Kept, batch_size: int, tree: WordTree | None = None,
     path_nodes, path_probs = extra["path_nodes"].cpu().tolist(), extra["path_probs"].double().cpu().tolist()
     probs = extra["probs"].float().cpu()
     image = kept.image.cpu().tolist()
+    cells = kept.cells.cpu().tolist() if kept.cells is not None else [(-1, -1, -1)] * k
 
     def name_of(i: int) -> str:
         if node_names is None:
@@ -347,7 +417,7 @@ def to_detections(kept: Kept, batch_size: int, tree: WordTree | None = None,
         out[image[j]].append(Detection(
             box=tuple(boxes[j]), score=scores[j], objectness=obj[j], label=label,
             wnid=wnids[label] if wnids else None, name=name_of(label), prob=label_probs[j], path=path,
-            probs=probs[j]))
+            probs=probs[j], anchor=cells[j][0], row=cells[j][1], col=cells[j][2]))
     return out
 
 

@@ -3,16 +3,21 @@
 Everything lands in one data dir, `$YOLO9000_HOME` (default `~/.cache/yolo9000`), never in the repository:
 
     <home>/nltk_data/corpora/wordnet/   WordNet 3.0 dict files + generated `lexnames`, readable by NLTK
-    <home>/darknet/                     9k.tree 9k.names 9k.labels coco9k.map inet9k.map ... cfg files, sample photos
+    <home>/darknet/                     9k.tree 9k.names 9k.labels coco9k.map inet9k.map ..., every cfg, sample photos
+    <home>/cache/                       the parsed WordNet noun graph (rebuilt whenever data.noun changes)
+    <home>/labels/                      real label lists from PyPI wheels (timm's ILSVRC-2012 and ImageNet-22k wnids)
 
 Fetching is idempotent: a file already present is never fetched again.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from yolo9000.errors import ReferenceDataError  # noqa: F401  (re-exported)
@@ -22,6 +27,12 @@ DARKNET_DATA_FILES = (
     "imagenet.labels.list", "imagenet.shortnames.list",
 )
 DARKNET_CFG_FILES = ("yolo9000.cfg", "yolov2.cfg", "darknet19.cfg", "darknet19_448.cfg", "darknet9000.cfg")
+# The package's cfgs made of the layers `DarknetNet` builds (issue 13); setup copies every `*.cfg` it finds and
+# requires these. Their names are the Debian package's (resnext101-32x4d.cfg, not resnext101.cfg).
+DARKNET_NETWORK_CFGS = tuple(f"{name}.cfg" for name in (
+    "yolov2", "yolov2-voc", "yolov2-tiny", "yolov2-tiny-voc", "yolo9000", "darknet", "darknet19", "darknet19_448",
+    "darknet9000", "tiny", "extraction", "darknet53", "darknet53_448", "resnet18", "resnet34", "resnet50",
+    "resnet101", "resnet152", "resnext50", "resnext101-32x4d", "resnext152-32x4d", "densenet201"))
 WORDNET_FILES = ("data.noun", "index.noun", "index.sense", "data.verb", "index.verb", "data.adj", "index.adj",
                  "data.adv", "index.adv", "adj.exc", "adv.exc", "noun.exc", "verb.exc")
 WORDNET_PACKAGES = ("wordnet-base", "wordnet-sense-index")
@@ -155,23 +166,41 @@ def ensure_wordnet(home: Path, wordnet_dir: Path | None = None, log=print) -> Pa
     return dest
 
 
+def _darknet_required() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(DARKNET_DATA_FILES + DARKNET_CFG_FILES + DARKNET_NETWORK_CFGS))
+
+
 def _darknet_complete(dest: Path) -> bool:
-    return all((dest / n).exists() for n in DARKNET_DATA_FILES + DARKNET_CFG_FILES)
+    return all((dest / n).exists() for n in _darknet_required())
+
+
+def darknet_cfgs(home: Path | None = None) -> list[Path]:
+    """Every darknet `.cfg` `yolo9000 setup` extracted (all of the package's), sorted by name."""
+    return sorted(darknet_dir(home).glob("*.cfg"))
 
 
 def _copy_darknet_tree(root: Path, dest: Path) -> None:
-    """Copy the 9k files, cfgs and sample photos from a darknet checkout or an extracted package."""
+    """Copy the 9k files, every cfg and the sample photos from a darknet checkout or an extracted package."""
     candidates = [root, root / "data", root / "cfg", root / "usr/share/darknet/data", root / "usr/share/darknet/cfg"]
     found: dict[str, Path] = {}
     for folder in candidates:
         if folder.is_dir():
             for f in folder.iterdir():
-                if f.name in DARKNET_DATA_FILES + DARKNET_CFG_FILES or f.suffix == ".jpg":
+                if f.name in DARKNET_DATA_FILES or f.suffix in (".jpg", ".cfg"):
                     found.setdefault(f.name, f)
-    missing = [n for n in DARKNET_DATA_FILES + DARKNET_CFG_FILES if n not in found]
+    missing = [n for n in _darknet_required() if n not in found]
     if missing:
         raise ReferenceDataError(f"{root}: missing darknet files {', '.join(missing)} (expected a darknet checkout "
                                  "with data/ and cfg/ folders)")
+    if dest.is_dir():
+        # An older setup filled the folder: add what is missing, one file at a time (each appears whole), without
+        # removing a folder other processes may be reading.
+        for name, f in sorted(found.items()):
+            if not (dest / name).exists():
+                part = dest / (name + ".partial")
+                shutil.copyfile(f, part)
+                os.replace(part, dest / name)
+        return
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -211,13 +240,93 @@ def ensure_darknet(home: Path, darknet_data: Path | None = None, log=print) -> P
     return dest
 
 
+# ---------------------------------------------------------------------------------------------------- label lists
+# Real label lists as users bring them, from a widely used vision package's wheel (timm ships them as package data;
+# `timm/data/_info/*.txt`, one wnid per line). Used by the builder's tests and bench (issue 12).
+LABEL_LIST_PACKAGE = "timm"
+LABEL_LISTS = {"imagenet_synsets.txt": 1000, "imagenet22k_synsets.txt": 21841}  # file -> number of wnids
+_LABEL_LIST_DIR = "timm/data/_info"
+
+
+def labels_dir(home: Path | None = None) -> Path:
+    return (home or data_home()) / "labels"
+
+
+def label_list(name: str, home: Path | None = None) -> Path:
+    """Path of a fetched label list (a key of LABEL_LISTS); a clear error when `yolo9000 setup` has not been run."""
+    path = labels_dir(home) / name
+    if not path.exists():
+        raise ReferenceDataError(f"{path} is missing: run `yolo9000 setup` (or `make setup`) to fetch the label lists")
+    return path
+
+
+def _check_label_list(name: str, data: bytes, origin: str) -> None:
+    wnids = data.decode("utf-8").split()
+    bad = next((w for w in wnids if not (len(w) == 9 and w[0] == "n" and w[1:].isdigit())), None)
+    if bad is not None or len(wnids) != LABEL_LISTS[name] or len(set(wnids)) != len(wnids):
+        raise ReferenceDataError(f"{origin}: {name} is not {LABEL_LISTS[name]} distinct wnids "
+                                 f"(got {len(wnids)}{', e.g. ' + repr(bad) if bad else ''})")
+
+
+def ensure_label_lists(home: Path, log=print) -> Path:
+    """Copy timm's label lists into `<home>/labels`: from an installed timm, else from `pip download --no-deps timm`
+    (the wheel only, nothing installed). Idempotent: does nothing when every list is there."""
+    dest = labels_dir(home)
+    missing = [n for n in LABEL_LISTS if not (dest / n).exists()]
+    if not missing:
+        return dest
+    found: dict[str, bytes] = {}
+    spec = importlib.util.find_spec(LABEL_LIST_PACKAGE)
+    if spec is not None and spec.origin:
+        folder = Path(spec.origin).parent / "data" / "_info"
+        found = {n: (folder / n).read_bytes() for n in missing if (folder / n).exists()}
+        if len(found) == len(missing):
+            log(f"label lists: copying {', '.join(missing)} from the installed {LABEL_LIST_PACKAGE} ({folder})")
+    if len(found) < len(missing):
+        with tempfile.TemporaryDirectory(prefix="yolo9000-labels-") as tmp:
+            log(f"label lists: pip download --no-deps {LABEL_LIST_PACKAGE} (the wheel only, for {', '.join(missing)})")
+            res = _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
+                        "-d", tmp, LABEL_LIST_PACKAGE])
+            wheels = sorted(Path(tmp).glob(f"{LABEL_LIST_PACKAGE}-*.whl"))
+            if res.returncode != 0 or not wheels:
+                raise ReferenceDataError(
+                    f"`pip download --no-deps {LABEL_LIST_PACKAGE}` failed:\n{res.stderr.strip()[-800:]}\n"
+                    f"Install {LABEL_LIST_PACKAGE} (`pip install {LABEL_LIST_PACKAGE}`) and run `yolo9000 setup` again, "
+                    f"or copy {', '.join(missing)} from its {_LABEL_LIST_DIR}/ into {dest}/.")
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                names = set(wheel.namelist())
+                for n in missing:
+                    member = f"{_LABEL_LIST_DIR}/{n}"
+                    if member not in names:
+                        raise ReferenceDataError(f"{wheels[0].name} has no {member}")
+                    found[n] = wheel.read(member)
+            origin = wheels[0].name
+    else:
+        origin = f"installed {LABEL_LIST_PACKAGE}"
+    for n in missing:
+        _check_label_list(n, found[n], origin)
+    dest.mkdir(parents=True, exist_ok=True)
+    for n in missing:
+        tmp_file = dest / (n + ".partial")
+        tmp_file.write_bytes(found[n].replace(b"\r\n", b"\n"))
+        tmp_file.rename(dest / n)  # appears whole or not at all
+    log(f"label lists: {', '.join(f'{n} ({LABEL_LISTS[n]} wnids)' for n in missing)} in {dest}")
+    return dest
+
+
 def ensure_all(home: Path | None = None, wordnet_dir: Path | None = None, darknet_data: Path | None = None,
                log=print) -> Path:
     home = home or data_home()
     home.mkdir(parents=True, exist_ok=True)
     ensure_wordnet(home, wordnet_dir, log)
     ensure_darknet(home, darknet_data, log)
+    ensure_label_lists(home, log)
     return home
+
+
+def wordnet_cache_dir(home: Path | None = None) -> Path:
+    """Where `WordNet.load` keeps the parsed noun graph between runs."""
+    return (home or data_home()) / "cache"
 
 
 def wordnet_nltk_root(home: Path | None = None) -> Path | None:

@@ -37,14 +37,14 @@ def dataset_names() -> list[str]:
     return _names("datasets")
 
 
-def _find(spec: str | Path, kind: str) -> Path | None:
+def _find(spec: str | Path, kind: str, error: type[Exception], what: str) -> Path:
     path = Path(spec).expanduser()
     if path.is_file():
         return path
-    if path.is_absolute():
-        return None
     shipped = _folder(kind) / (path if path.suffix == ".yaml" else path.with_name(path.name + ".yaml"))
-    return shipped if shipped.is_file() else None
+    if path.is_absolute() or not shipped.is_file():
+        raise error(f"{what} {spec} does not exist (give a path, or one of: {', '.join(_names(kind))})")
+    return shipped
 
 
 def config_file(spec: str | Path) -> Path:
@@ -53,10 +53,7 @@ def config_file(spec: str | Path) -> Path:
     Raises:
         ConfigError: neither a file nor a shipped name; the message lists the names.
     """
-    found = _find(spec, "configs")
-    if found is None:
-        raise ConfigError(f"config file {spec} does not exist (give a path, or one of: {', '.join(config_names())})")
-    return found
+    return _find(spec, "configs", ConfigError, "config file")
 
 
 def dataset_file(spec: str | Path) -> Path:
@@ -65,8 +62,4 @@ def dataset_file(spec: str | Path) -> Path:
     Raises:
         DescriptorError: neither a file nor a shipped name; the message lists the names.
     """
-    found = _find(spec, "datasets")
-    if found is None:
-        raise DescriptorError(f"dataset descriptor {spec} does not exist (give a path, or one of: "
-                              f"{', '.join(dataset_names())})")
-    return found
+    return _find(spec, "datasets", DescriptorError, "dataset descriptor")

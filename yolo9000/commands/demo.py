@@ -106,19 +106,22 @@ def run(args: argparse.Namespace) -> int:
     from yolo9000.evaluate import evaluate_detection
     detector = Detector.from_run(out)
     coarse = evaluate_detection(detector.model, cfg, descriptor, "eval_coarse")
-    fine = evaluate_detection(detector.model, cfg, descriptor, "eval")
+    fine = evaluate_detection(detector.model, cfg, descriptor, "eval", per_depth=True)
     ratio = fine["map50"] / coarse["map50"] if coarse["map50"] > 0 else 0.0
     print("\n".join(_table(coarse, "coarse classes (had boxes)")))
     print("\n".join(_table(fine, "fine classes (no box ever)")))
     print(f"\n  coarse mAP@.5 {coarse['map50']:.3f}   fine mAP@.5 {fine['map50']:.3f}   "
           f"fine/coarse {ratio:.2f}   (paper, YOLO9000 on ImageNet: 16.0/19.7 = {PAPER_RATIO:.2f})")
+    per_depth = {r["depth"]: r["map50"] for r in fine["per_depth"]["per_depth"]}
+    print("  fine boxes per tree depth, each taken to its ancestor there (`eval --per-depth`): "
+          + "   ".join(f"depth {d} mAP@.5 {v:.3f}" for d, v in per_depth.items()))
 
     _heading(5, f"pictures in {out}")
     pictures = _pictures(detector, descriptor, out, args.pictures)
     curves = out / "curves.png"
     print("\n".join(f"  {p}" for p in pictures + ([curves] if curves.exists() else [])))
 
-    _heading(6, "a query: the hierarchy path of every box, and P(box is a polygon, any polygon)")
+    _heading(6, "a query: every box decided inside polygon's subtree, its path, and P(box is a polygon, any polygon)")
     query_args = ["query", "--run", str(out), str(pictures_source(descriptor, 0)), "--node", "polygon"]
     print("$ yolo9000 " + " ".join(query_args), flush=True)
     from yolo9000.cli import main as cli_main
@@ -126,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = {"coarse_map50": coarse["map50"], "fine_map50": fine["map50"], "ratio": ratio,
                "coarse_map": coarse["map"], "fine_map": fine["map"], "paper_ratio": PAPER_RATIO,
+               "fine_map50_per_depth": per_depth,
                "train_seconds": train_seconds, "images_seen": images_seen,
                "joint_images_seen": result.seen, "joint_steps": result.steps,
                "demo_seconds": time.perf_counter() - started,

@@ -106,7 +106,13 @@ def run(args: argparse.Namespace) -> int:
             except ImageLoadError as err:
                 print(f"skipped: {err}", file=sys.stderr)
                 skipped.append({"file": str(path), "error": str(err)})
-        for (path, png, image), detections in zip(loaded, detector.batch([img for _, _, img in loaded])):
+        darknet = detector.options.compat == "darknet"
+        # darknet decodes the files itself (stb_image), so its pipeline gets the paths.
+        inputs = [path if darknet else img for path, _, img in loaded]
+        for (path, png, image), detections in zip(loaded, detector.batch(inputs)):
+            if darknet and not args.json:
+                # darknet's `detector test` printout: the image, then `label: NN%` per detection.
+                print(f"{path}:\n" + "".join(f"{d.name}: {d.score * 100:.0f}%\n" for d in detections), end="")
             out = save_annotated(image, detections, args.out / png, detector.tree)
             results.append({"file": str(path), "annotated": str(out), "height": int(image.shape[1]),
                             "width": int(image.shape[2]), "detections": [d.to_dict() for d in detections]})

@@ -39,11 +39,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classification", action="store_true",
                         help="top-1/top-5 on the split's classification images (always for darknet19 models)")
     parser.add_argument("--leaves", help="file of wnids (one per line): the candidate set for top-k")
+    parser.add_argument("--per-depth", action="store_true",
+                        help="tree detectors: mAP@.5 at each tree depth, ground truth and detections taken to their "
+                             "ancestor at that depth (COCOeval per depth)")
     parser.add_argument("--device", help="auto | cpu | cuda (default: the config's train.device)")
     add_json_argument(parser, "the metrics")
     # mAP is scored over all detections above a low threshold (darknet's validation: .005), hence its own default.
-    add_option_arguments(parser, only={"conf_threshold", "nms_iou", "hier_threshold", "size", "batch_size"},
-                         defaults={"conf_threshold": 0.005})
+    add_option_arguments(parser, only={"conf_threshold", "nms_iou", "hier_threshold", "size", "batch_size",
+                                       "compat"}, defaults={"conf_threshold": 0.005})
     parser.set_defaults(func=run)
 
 
@@ -108,8 +111,13 @@ def run(args: argparse.Namespace) -> int:
         out["detection"] = evaluate_detection(model, cfg, descriptor, args.split, size=args.size,
                                               train_split=args.train_split, batch_size=args.batch_size,
                                               conf_threshold=args.conf_threshold, nms_iou=args.nms_iou,
-                                              progress=True)
+                                              progress=True, per_depth=args.per_depth, compat=args.compat)
         text.append(format_detection(out["detection"]))
+        if args.per_depth:
+            from yolo9000.evaluate_depth import format_per_depth
+            result = out["detection"]["per_depth"]
+            text.append(f"mAP@.5 per tree depth (mean {_ap(result['mean_map50'])}):")
+            text += format_per_depth(result)
     if cfg.model.head == "classifier" or args.classification:
         out["classification"] = evaluate_classification(model, cfg, descriptor, args.split, size=args.size,
                                                         leaves=leaves, batch_size=args.batch_size,

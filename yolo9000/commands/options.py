@@ -51,7 +51,11 @@ def add_option_arguments(parser: argparse.ArgumentParser, only: set[str] | None 
         default = (defaults or {}).get(f.name, f.default)
         shown = f.metadata.get("unset") if default is None else default
         choices = f.metadata.get("choices")
-        kwargs: dict[str, Any] = {"choices": choices} if choices else {
+        base = next(a for a in (typing.get_args(hints[f.name]) or (hints[f.name],)) if a is not type(None))
+        if base is bool:
+            group.add_argument(flag, dest=f.name, action="store_true", default=default, help=f.metadata["help"])
+            continue
+        kwargs: dict[str, Any] = {"choices": choices} if choices else {"metavar": "NODE"} if base is str else {
             "type": _parser(hints[f.name], f.metadata.get("check"), flag), "metavar": "N"}
         group.add_argument(flag, dest=f.name, default=default, help=f"{f.metadata['help']} (default {shown})",
                            **kwargs)

@@ -1,5 +1,7 @@
 """`yolo9000 query`: each detection's path of conditional probabilities from the root to the decided node, and
 subtree questions ("what is the probability that this box is a dog, any dog?", "which boxes are animals?").
+`--node X` also restricts each box's decision to X's subtree (the walk starts at X with P(. | X)); `--leaf` walks
+to a leaf whatever `--hier`.
 
     yolo9000 query --run runs/demo image.png other.png
     yolo9000 query --cfg yolo9000.cfg --weights yolo9000.weights dog.jpg --node dog
@@ -26,8 +28,6 @@ from yolo9000.data.images import ImageLoadError, load_image
 def register(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
-    parser.add_argument("--node", help="wnid, name or index: P(box is this node or any descendant) per box, and the "
-                        "detections in its subtree")
     add_json_argument(parser, "the paths (and --node answers)")
     add_option_arguments(parser)
     parser.set_defaults(func=run)
@@ -70,12 +70,15 @@ def _node_block(detector: Detector, detections: Sequence[Detection], node: int) 
 
 def _image_report(detector: Detector, path: Path, node: int | None) -> tuple[list[str], dict[str, Any]]:
     image = load_image(path)
-    detections = detector(image)
+    # darknet's pipeline decodes the file itself (stb_image, as darknet does).
+    detections = detector(path if detector.options.compat == "darknet" else image)
     height, width = image.shape[-2:]
     o = detector.options
     report: dict[str, Any] = {"image": str(path), "width": width, "height": height,
                               "detections": [d.to_dict() for d in detections]}
     depth = "" if o.max_depth is None else f", depth <= {o.max_depth}"
+    depth += "" if node is None else f", inside {detector.tree.names[node]}"
+    depth += ", to a leaf" if o.leaf else ""
     lines = [f"{path} ({width}x{height}): {len(detections)} detections (mode {o.mode}, hier "
              + f"{o.hier_threshold:g}{depth}, conf {o.conf_threshold:g})"]
     for i, det in enumerate(detections):
@@ -91,7 +94,9 @@ def _image_report(detector: Detector, path: Path, node: int | None) -> tuple[lis
 
 def run(args: argparse.Namespace) -> int:
     detector = build_detector(args, **option_values(args))
-    node = None if args.node is None else detector.resolve_node(args.node)
+    # --node restricts the decision to the node's subtree (DetectorOptions.node); the report adds each box's
+    # P(node or any descendant) and the detections inside.
+    node = None if detector.options.node is None else detector.resolve_node(detector.options.node)
     o = detector.options
     texts, reports, skipped = [], [], []
     for path in args.images:
@@ -104,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         texts.append("\n".join(lines))
         reports.append(report)
     data = {"options": {"mode": o.mode, "hier_threshold": o.hier_threshold, "max_depth": o.max_depth,
+                        "node": o.node, "leaf": o.leaf,
                         "conf_threshold": o.conf_threshold}, "images": reports, "skipped": skipped}
     if not emit_json(args.json, data):
         print("\n\n".join(texts))

@@ -191,6 +191,61 @@ def load_descriptor_tree(descriptor: DatasetDescriptor) -> WordTree | None:
     return load_tree(descriptor.tree)
 
 
+def model_tree(config_tree: str | None, descriptor: DatasetDescriptor) -> str | None:
+    """The tree a model trained on `descriptor` uses: the config's `model.tree` when set, else the descriptor's
+    `tree:` (issue 12: the tree comes from the data), else None (a flat model)."""
+    return config_tree if config_tree is not None else descriptor.tree
+
+
+def same_tree(a: WordTree | None, b: WordTree | None) -> bool:
+    """Node for node the same tree (wnids and parents in order), whatever files they were read from."""
+    if a is None or b is None:
+        return a is b
+    return a.wnids == b.wnids and bool(torch.equal(a.parent, b.parent))
+
+
+# What a source counts when a label is not a node of the tree it is built on (coco/voc, imagenet).
+LABEL_MISSES = ("box with unknown category", "image with wnid not in the tree")
+
+
+def tree_mismatch(descriptor: DatasetDescriptor, tree_spec: str | None, detail: str) -> DescriptorError:
+    """The one-line error of a model tree that does not fit the dataset, naming both trees."""
+    return DescriptorError(f"model.tree {tree_spec} does not fit {descriptor.source}, whose tree is "
+                           f"{descriptor.tree}: {detail}; leave model.tree unset to train on the dataset's tree")
+
+
+def check_tree_fits(descriptor: DatasetDescriptor, tree_spec: str | None, tree: WordTree | None,
+                    sources: list[Source] | None = None) -> None:
+    """Refuse a model tree other than the descriptor's that cannot label the data (issue 12).
+
+    Before the sources are built (`sources` None): a darknet `.map` class map holds node indices of the dataset's
+    own tree, meaningless on another. After (`sources` given): every label the sources skipped because it is not a
+    node of `tree` (`LABEL_MISSES`) would be lost to training.
+
+    Raises:
+        DescriptorError: one line naming the descriptor, both trees and what does not fit.
+    """
+    if descriptor.tree is None or tree_spec == descriptor.tree or same_tree(load_descriptor_tree(descriptor), tree):
+        return
+    if sources is None:
+        for name, split in descriptor.splits.items():
+            for spec in split.detection + split.classification:
+                if spec.class_map is not None and Path(spec.class_map).suffix == ".map":
+                    raise tree_mismatch(descriptor, tree_spec, f"splits.{name} labels through "
+                                        f"{Path(spec.class_map).name}, a darknet .map of the dataset tree's node "
+                                        "indices")
+        return
+    lost: dict[str, int] = {}
+    for source in sources:
+        for kind in LABEL_MISSES:
+            count = getattr(source, "skipped", {}).get(kind, 0)
+            if count:
+                lost[kind] = lost.get(kind, 0) + count
+    if lost:
+        raise tree_mismatch(descriptor, tree_spec, "its labels are not all nodes of the model's tree ("
+                            + ", ".join(f"{n} {kind}" for kind, n in lost.items()) + ")")
+
+
 def build_source(spec: SourceSpec, kind: str, tree: WordTree | None) -> Source:
     """One source from its spec (imports lazily: pycocotools is only needed for COCO)."""
     def need(key: str) -> Path:

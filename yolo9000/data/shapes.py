@@ -332,7 +332,7 @@ def write_world(out_dir: str | Path, *, seed: int = 0, num_det: int | None = Non
     """
     from tqdm import tqdm
 
-    from yolo9000.reference import wordnet_nltk_root
+    from yolo9000.reference import wordnet_cache_dir, wordnet_nltk_root
 
     out_dir = Path(out_dir)
     counts = {"det": DEFAULT_COUNTS["det"] if num_det is None else num_det,
@@ -340,7 +340,7 @@ def write_world(out_dir: str | Path, *, seed: int = 0, num_det: int | None = Non
               "eval": DEFAULT_COUNTS["eval"] if num_eval is None else num_eval}
     if any(n < 0 for n in counts.values()):
         raise ConfigError(f"shapes: image counts must be >= 0, got {counts}")
-    wordnet = wordnet or WordNet.load(wordnet_nltk_root())
+    wordnet = wordnet or WordNet.load(wordnet_nltk_root(), cache_dir=wordnet_cache_dir())
     tree = build_shapes_tree(wordnet)
     stamp = _stamp(seed, counts, tree)
     descriptor = out_dir / "shapes.yaml"

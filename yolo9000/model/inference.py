@@ -36,10 +36,15 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every `ConvBNLeaky`'s batch norm into its convolution, in place; returns `model`."""
+    from yolo9000.model.darknet_net import DarknetConv  # imported here: darknet_net imports yolo9000.darknet
+
     for module in model.modules():
         if isinstance(module, ConvBNLeaky) and isinstance(module.bn, nn.BatchNorm2d):
             module.conv = fold_conv_bn(module.conv, module.bn)
             module.bn = nn.Identity()
+        elif isinstance(module, DarknetConv) and module.bn is not None:  # a darknet cfg's network
+            module.conv = fold_conv_bn(module.conv, module.bn)
+            module.bn = None
     return model
 
 

@@ -24,34 +24,15 @@ class DarknetBatchNorm2d(nn.BatchNorm2d):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._eval_var: Tensor | None = None
-        self._eval_var_key: tuple | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training or not self.track_running_stats:
             return super().forward(x)
-        # (x - mean) / (sqrt(var) + 1e-6) is inference batch norm with variance (sqrt(var) + 1e-6)^2 and eps 0:
-        # one fused pass (F.batch_norm, also what ONNX and oneDNN fuse) rather than a multiply and an add.
-        return F.batch_norm(x, self.running_mean, self.eval_var(), self.weight, self.bias, False, 0.0, 0.0)
-
-    def eval_var(self) -> Tensor:
-        """Float[C] (sqrt(running_var) + 1e-6)^2, recomputed only when running_var may have changed: computing it
-        on every call costs three small ops per layer, ~10 % of YOLOv2's eager CPU inference on a busy machine.
-
-        A change is seen through running_var's version counter (bumped by copy_, load_state_dict and every other
-        in-place op) or storage, and through num_batches_tracked's: batch norm's own kernel updates the running
-        statistics in place without bumping their counters, but every training forward increments the count.
-        """
-        var = self.running_var
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
-            return (var.sqrt() + DARKNET_BN_EPS).square()
-        try:
-            key = (var._version, var.data_ptr(), var.device, var.dtype, self.num_batches_tracked._version)
-        except RuntimeError:  # inference-mode tensors keep no version counter
-            return (var.sqrt() + DARKNET_BN_EPS).square()
-        if key != self._eval_var_key:
-            self._eval_var, self._eval_var_key = (var.sqrt() + DARKNET_BN_EPS).square(), key
-        return self._eval_var
+        # darknet's order (normalize_cpu, scale_bias, add_bias): subtracting the mean first keeps channels whose
+        # variance is 0 exact; `x * scale + shift` would multiply float32 rounding by 1e6 there.
+        std = (self.running_var.sqrt() + DARKNET_BN_EPS).view(1, -1, 1, 1).to(x.dtype)
+        mean = self.running_mean.view(1, -1, 1, 1).to(x.dtype)
+        return (x - mean) / std * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(x.dtype)
 
 
 class ConvBNLeaky(nn.Module):

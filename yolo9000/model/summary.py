@@ -41,6 +41,13 @@ def conv_flops(conv: nn.Conv2d, out_shape: tuple[int, ...]) -> int:
     return 2 * conv.out_channels * kh * kw * (conv.in_channels // conv.groups) * h * w
 
 
+def _block_conv(module: nn.Module) -> nn.Conv2d | None:
+    """The convolution inside a conv block (ours or a darknet cfg's), else None."""
+    from yolo9000.model.darknet_net import DarknetConv  # imported here: darknet_net imports yolo9000.darknet
+
+    return module.conv if isinstance(module, (ConvBNLeaky, DarknetConv)) else None
+
+
 def _layer_kind(module: nn.Module) -> str | None:
     if isinstance(module, ConvBNLeaky):
         conv = module.conv
@@ -66,11 +73,11 @@ def summarize(model: nn.Module, size: int | tuple[int, int], in_channels: int = 
     height, width = (size, size) if isinstance(size, int) else size
     rows: list[LayerRow] = []
     hooks = []
-    inside_conv_block = {id(m.conv) for m in model.modules() if isinstance(m, ConvBNLeaky)}
+    inside_conv_block = {id(_block_conv(m)) for m in model.modules() if _block_conv(m) is not None}
 
     def hook(name: str, kind: str):
         def record(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            conv = module.conv if isinstance(module, ConvBNLeaky) else module
+            conv = _block_conv(module) or module
             flops = conv_flops(conv, tuple(output.shape)) if isinstance(conv, nn.Conv2d) else 0
             params = sum(p.numel() for p in module.parameters())
             in_shape = tuple(inputs[0].shape[1:]) if inputs and isinstance(inputs[0], Tensor) else ()
