@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -176,8 +177,10 @@ def test_epochs_when_no_max_steps(data, tmp_path):
 def test_bad_settings_are_named(data, tmp_path):
     with pytest.raises(ConfigError, match="train.amp=fp16 needs CUDA"):
         engine.train(tiny_config(data, ["train.amp=fp16"]), tmp_path / "a", log=_quiet)
+    # A flat model: with no model.tree the descriptor's tree would be taken (issue 12), so drop that too.
     with pytest.raises(ConfigError, match="model.num_classes=3"):
-        engine.train(tiny_config(data, ["model.tree=null", "model.num_classes=3"]), tmp_path / "b", log=_quiet)
+        engine.train(tiny_config(data, ["model.tree=null", "model.num_classes=3"]), tmp_path / "b",
+                     dataset_overrides=["tree=null"], log=_quiet)
     with pytest.raises(ConfigError, match="data.dataset"):
         engine.train(tiny_config(data, ["data.dataset=null"]), tmp_path / "c", log=_quiet)
     engine.train(tiny_config(data, ["train.max_steps=1"]), tmp_path / "d", log=_quiet)
@@ -233,3 +236,15 @@ def test_bf16_autocast_and_channels_last_on_cpu(data, tmp_path):
     assert all(v.dtype in (torch.float32, torch.int64) for v in load_checkpoint(result.checkpoint)["model"].values())
     expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
     assert resolve_amp(torch.device("cpu"), "auto") == expected
+
+
+def test_bf16_on_a_cpu_without_bf16_warns_with_the_reason(monkeypatch):
+    from yolo9000 import device
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match=r"train.amp=bf16: this CPU has no bf16 instructions .* slower than float32"):
+        assert resolve_amp(torch.device("cpu"), "bf16") == "bf16"
+    assert resolve_amp(torch.device("cpu"), "auto") == "off"       # auto: float32, without a word
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_amp(torch.device("cpu"), "bf16") == "bf16"

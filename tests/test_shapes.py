@@ -12,7 +12,7 @@ from wordtree.wordnet import WordNet
 from yolo9000.data.coco import CocoSource
 from yolo9000.data.descriptor import build_classification, build_detection, load_descriptor
 from yolo9000.data.imagenet import ImageNetSource
-from yolo9000.data.shapes import COARSE, FINE, ROOT, _sample, build_shapes_tree, coarse_of, write_world
+from yolo9000.data.shapes import BOXED, COARSE, FINE, ROOT, _sample, build_shapes_tree, coarse_of, write_world
 from yolo9000.reference import wordnet_nltk_root
 
 
@@ -66,7 +66,18 @@ def test_world_files_and_labels(world):
     assert (len(det), len(cls), len(fine), len(coarse)) == (12, 22, 6, 6)
     coarse_nodes = {tree.index(w) for w in COARSE}
     fine_nodes = {tree.index(w) for w in FINE}
-    assert {int(x) for r in det.records for x in r.labels} <= coarse_nodes
+    boxed_nodes = {tree.index(w) for w in BOXED}
+    # Detection boxes say only the coarse class, except for the three boxed fine classes (the paper's 44 of 200).
+    det_labels = {int(x) for r in det.records for x in r.labels}
+    assert det_labels <= coarse_nodes | boxed_nodes and det_labels & boxed_nodes
+    assert len(BOXED) == 3 and {coarse_of(tree)[w] for w in BOXED} == set(COARSE)   # one per coarse class
+    # The supervised reference: the same boxes, each with its fine label.
+    supervised = build_detection(load_descriptor(root / "shapes_supervised.yaml"), "train", tree)
+    for r, s in zip(det.records, supervised.records):
+        torch.testing.assert_close(r.boxes, s.boxes)
+        for label, fine_label in zip(r.labels.tolist(), s.labels.tolist()):
+            assert fine_label in fine_nodes
+            assert label == fine_label if fine_label in boxed_nodes else label in tree.path(fine_label)
     assert {int(x) for r in cls.records for x in r.labels} == fine_nodes        # 22 images cycle all 11 classes
     assert {int(x) for r in fine.records for x in r.labels} <= fine_nodes
     # Same boxes in both eval files; each coarse label is the fine label's ancestor.

@@ -105,8 +105,8 @@ class _Paths:
         """Distinct paths from just below `root` down to `wnid` (inclusive), in hypernym order; () if none.
 
         Raises:
-            TreeError: when a graft closes a hypernym cycle (naming the graft and the cycle); WordNet's own noun graph is
-                acyclic, so a cycle without a graft on it means corrupt WordNet data (WordNetError).
+            TreeError: when a graft closes a hypernym cycle (naming the graft and the cycle); WordNet's own noun
+                graph is acyclic, so a cycle without a graft on it means corrupt WordNet data (WordNetError).
         """
         cache = self.cache
         if wnid in cache:

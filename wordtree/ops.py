@@ -463,7 +463,8 @@ def decide(cond_probs: Tensor, tree: WordTree, threshold: float = 0.5, mode: str
         node = _walk_paper(cond, tree, threshold, start)
     else:
         # darknet's walk reads absolute probabilities; below X they are P(. | X) = P(.) / P(X).
-        relative = absolute if start is None else absolute / absolute[:, int(start), None].clamp_min(torch.finfo(absolute.dtype).tiny)
+        tiny = torch.finfo(absolute.dtype).tiny
+        relative = absolute if start is None else absolute / absolute[:, int(start), None].clamp_min(tiny)
         node = _walk_darknet(relative, tree, threshold, start)
     device = cond.device
     lead = cond_probs.shape[:-1]

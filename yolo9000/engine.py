@@ -309,7 +309,8 @@ class _Trainer:
     """One training run over model, criterion and optimizer; `run()` loops `train_one_epoch` until a stop."""
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool, dataset_overrides: list[str] | None,
-                 log: Callable[[str], Any], info: DistInfo) -> None:
+                 log: Callable[[str], Any], info: DistInfo,
+                 on_log: Callable[[int, dict[str, float]], Any] | None = None) -> None:
         tc = cfg.train
         if cfg.data.dataset is None:
             raise ConfigError("data.dataset: no dataset descriptor given (e.g. --set data.dataset=shapes)")
@@ -318,6 +319,7 @@ class _Trainer:
         cfg = replace(cfg, model=replace(cfg.model, tree=model_tree(cfg.model.tree, descriptor)))
         cfg = resolve_config(cfg)  # what config.yaml records agrees with the model (num_classes of a tree)
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
+        self.on_log = on_log if info.is_main else None
         self.log = log if info.is_main else (lambda message: None)
         self.device = info.device
         self.amp = resolve_amp(self.device, tc.amp)  # checked before anything heavy is built
@@ -453,6 +455,8 @@ class _Trainer:
         if self.info.is_main:
             self.logger.log(self.state.step, scalars)
         self.scalars = scalars
+        if self.on_log is not None:
+            self.on_log(self.state.step, scalars)
         self.logged_step = self.state.step
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{scalars['loss']:.4g}", img_s=f"{scalars['images_per_s']:.1f}")
@@ -589,7 +593,8 @@ def _build_loader(cfg: Config, descriptor: DatasetDescriptor, tree: Any, info: D
 
 
 def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, dataset_overrides: list[str] | None = None,
-          log: Callable[[str], Any] = print) -> TrainResult:
+          log: Callable[[str], Any] = print, on_log: Callable[[int, dict[str, float]], Any] | None = None
+          ) -> TrainResult:
     """Train the model `cfg` describes on `cfg.data.dataset`, writing `run_dir` (module docstring).
 
     Args:
@@ -599,6 +604,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, dataset_ove
             position, RNG, step, seen); the model section of `cfg` must match the checkpoint's.
         dataset_overrides: `key=value` edits of the dataset descriptor (e.g. `root=/data/coco`).
         log: where progress messages go (rank 0 only).
+        on_log: called as on_log(step, scalars) at every log step (rank 0 only), e.g. to forecast the run's time.
     Returns:
         TrainResult. A non-finite loss does not raise: the result's stop_reason is "non_finite" and its message
         names the step and the loss term; the checkpoint then holds the last good state.
@@ -607,7 +613,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, dataset_ove
     """
     info = init_distributed(cfg.train.device)
     try:
-        result = _Trainer(cfg, Path(run_dir), resume, dataset_overrides, log, info).run()
+        result = _Trainer(cfg, Path(run_dir), resume, dataset_overrides, log, info, on_log).run()
         # Leave together (only after a normal end, where every rank gets here): a rank that tore gloo down while
         # rank 0 was still writing its checkpoint and curves was seen to abort on a loaded machine.
         barrier(info)

@@ -4,8 +4,8 @@ At depth d every ground-truth box is relabelled with its category node's ancesto
 shallower than d have no label at that depth and are left out), and every predicted box is scored for each depth-d
 node A as `objectness * P(A)`, the tree's probability that the box is A or one of its descendants (the model's
 `PostProcess` with a `CategoryScorer` over the depth-d nodes: darknet's validation scoring). Then per-category NMS,
-the top 100 per image and the real COCOeval, one run per depth: mAP@.5 over the depth-d nodes that have ground truth. Depth 0 asks "which root", the deepest level asks for
-the categories themselves.
+the top 100 per image and the real COCOeval, one run per depth: mAP@.5 over the depth-d nodes that have ground
+truth. Depth 0 asks "which root", the deepest level asks for the categories themselves.
 """
 from __future__ import annotations
 
@@ -102,9 +102,10 @@ class DepthScorer:
 
 
 def format_per_depth(result: Mapping[str, Any]) -> list[str]:
+    """The per-depth table, AP in percent as in `yolo9000 eval`'s other tables."""
     lines = [f"  {'depth':>5}  {'mAP@.5':>7}  {'mAP':>6}  {'nodes':>5}  {'boxes':>6}"]
-    lines += [f"  {r['depth']:>5}  {r['map50']:>7.4f}  {r['map']:>6.4f}  {r['categories']:>5}  {r['num_gt']:>6}"
-              for r in result["per_depth"]]
+    lines += [f"  {r['depth']:>5}  {100 * r['map50']:>7.2f}  {100 * r['map']:>6.2f}  {r['categories']:>5}  "
+              f"{r['num_gt']:>6}" for r in result["per_depth"]]
     return lines
 
 

@@ -291,7 +291,8 @@ def ensure_label_lists(home: Path, log=print) -> Path:
             if res.returncode != 0 or not wheels:
                 raise ReferenceDataError(
                     f"`pip download --no-deps {LABEL_LIST_PACKAGE}` failed:\n{res.stderr.strip()[-800:]}\n"
-                    f"Install {LABEL_LIST_PACKAGE} (`pip install {LABEL_LIST_PACKAGE}`) and run `yolo9000 setup` again, "
+                    f"Install {LABEL_LIST_PACKAGE} (`pip install {LABEL_LIST_PACKAGE}`) and run `yolo9000 setup` "
+                    "again, "
                     f"or copy {', '.join(missing)} from its {_LABEL_LIST_DIR}/ into {dest}/.")
             with zipfile.ZipFile(wheels[0]) as wheel:
                 names = set(wheel.namelist())

@@ -113,7 +113,8 @@ def run_combine(args: argparse.Namespace) -> int:
     overrides = Overrides.load(args.overrides) if args.overrides else DARKNET_9K_OVERRIDES
     detection = ([DetectionInput("coco", images, annotations) for annotations, images in args.coco]
                  + [DetectionInput("voc", root_dir, image_set=args.voc_image_set) for root_dir in args.voc]
-                 + [DetectionInput("coco", images, annotations, split="eval") for annotations, images in args.eval_coco])
+                 + [DetectionInput("coco", images, annotations, split="eval")
+                    for annotations, images in args.eval_coco])
     result = combine(args.out, detection, args.imagenet, args.imagenet_list, wordnet, top=args.top,
                      names_file=args.names, overrides=overrides, root=root, name=args.name,
                      command=_combine_command(args))
