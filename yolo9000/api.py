@@ -141,6 +141,13 @@ class DetectorOptions:
                 raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(map(repr, choices))}")
             if check is not None and value is not None:
                 check(value, f.name)
+        if self.compat == "darknet":
+            # darknet has no subtree decision, leaf walk or depth cap: refuse them rather than ignore them.
+            unsupported = [flag for flag, on in (("--node", self.node is not None), ("--leaf", self.leaf),
+                                                 ("--depth", self.max_depth is not None)) if on]
+            if unsupported:
+                raise ConfigError(f"compat darknet: {', '.join(unsupported)} has no darknet equivalent; "
+                                  "drop it or use --compat off")
 
 
 def to_uint8_image(image: ImageInput) -> Tensor:
