@@ -324,11 +324,11 @@ def test_query_compat_darknet_reports_darknets_detections(tiny_tree, tmp_path, p
     assert report["subtree_probability"] == pytest.approx(detector.subtree_probability(expected, "a"))
 
 
-@pytest.mark.parametrize("option", [{"node": "polygon"}, {"leaf": True}, {"max_depth": 1}])
+@pytest.mark.parametrize("option", [{"leaf": True}, {"max_depth": 1}])
 def test_compat_darknet_refuses_options_darknet_lacks(option):
     from yolo9000.api import DetectorOptions
     from yolo9000.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="compat darknet: --(node|leaf|depth) has no darknet equivalent"):
+    with pytest.raises(ConfigError, match="compat darknet: --(leaf|depth) has no darknet equivalent"):
         DetectorOptions(compat="darknet", **option)
     DetectorOptions(compat="off", **option)  # the same option is fine in our own semantics

@@ -142,9 +142,9 @@ class DetectorOptions:
             if check is not None and value is not None:
                 check(value, f.name)
         if self.compat == "darknet":
-            # darknet has no subtree decision, leaf walk or depth cap: refuse them rather than ignore them.
-            unsupported = [flag for flag, on in (("--node", self.node is not None), ("--leaf", self.leaf),
-                                                 ("--depth", self.max_depth is not None)) if on]
+            # darknet's walk has no leaf mode or depth cap: refuse them rather than ignore them. (--node stays: query
+            # reports P(subtree) of darknet's detections with it.)
+            unsupported = [flag for flag, on in (("--leaf", self.leaf), ("--depth", self.max_depth is not None)) if on]
             if unsupported:
                 raise ConfigError(f"compat darknet: {', '.join(unsupported)} has no darknet equivalent; "
                                   "drop it or use --compat off")
