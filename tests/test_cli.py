@@ -48,8 +48,10 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
         main(["info", "--config", "tiny"])
 
 
-@pytest.mark.parametrize("argv, prog, unknown", [(["data", "check", "--data", "shapes"], "yolo9000 data check", "--data"),
-                                                 (["info", "--config", "tiny", "--nope"], "yolo9000 info", "--nope")])
+@pytest.mark.parametrize("argv, prog, unknown", [
+    (["data", "check", "--data", "shapes"], "yolo9000 data check", "--data"),
+    (["info", "--config", "tiny", "--nope"], "yolo9000 info", "--nope"),
+])
 def test_unknown_arguments_name_the_subcommand(argv, prog, unknown, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
