@@ -30,7 +30,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
 
 
 VOCABULARY = ("detect, query and eval share one vocabulary (yolo9000.api.DetectorOptions): --conf, --nms, --hier, "
-              "--mode, --depth, --max-detections, --batch, --size, --device (eval: those that apply to scoring, --conf, "
+              "--mode, --depth, --max-detections, --batch, --size, --device (eval: the scoring ones, --conf, "
               "--nms, --hier, --size, --batch, --device), and --json [FILE] (JSON on stdout, or written to FILE). "
               "--config and --data take a shipped name (yolo9000, tiny; shapes, coco) or a path. "
               "A user error prints one line, 'yolo9000 COMMAND: error: ...', and exits 2.")
