@@ -46,3 +46,16 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr("yolo9000.commands.info.run", broken_os)
     with pytest.raises(OSError, match="disk on fire"):
         main(["info", "--config", "tiny"])
+
+
+@pytest.mark.parametrize("argv, prog, unknown", [
+    (["data", "check", "--data", "shapes"], "yolo9000 data check", "--data"),
+    (["info", "--config", "tiny", "--nope"], "yolo9000 info", "--nope"),
+])
+def test_unknown_arguments_name_the_subcommand(argv, prog, unknown, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"{prog}: error: unrecognized arguments: {unknown}"
+    assert err.startswith(f"usage: {prog} ")

@@ -18,9 +18,10 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("tree", "wordtree.cli", "build, inspect, compare, query and plot WordTrees"),
     ("info", "yolo9000.commands.info", "print a model's layer table, output shape, params and flops"),
     ("detect", "yolo9000.commands.detect", "run a detector on images: annotated PNGs and a JSON of detections"),
-    ("export", "yolo9000.commands.export", "export the raw-output network (ONNX)"),
+    ("export", "yolo9000.commands.export",
+     "export a model: ONNX (network + PostProcess up to NMS), or darknet .cfg/.weights"),
     ("anchors", "yolo9000.commands.anchors", "dimension clusters: k-means on box shapes with 1 - IoU"),
-    ("data", "yolo9000.commands.data", "datasets: shapes world, check, pack"),
+    ("data", "yolo9000.commands.data", "datasets: shapes world, check, pack, combine"),
     ("train", "yolo9000.commands.train", "train a classifier, detector or joint YOLO9000 model"),
     ("eval", "yolo9000.commands.eval", "evaluate: COCO mAP, the YOLO9000 split, top-1/top-5 and per-depth accuracy"),
     ("query", "yolo9000.commands.query", "detections with hierarchy paths; subtree probabilities"),
@@ -29,8 +30,9 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
 
 
 VOCABULARY = ("detect, query and eval share one vocabulary (yolo9000.api.DetectorOptions): --conf, --nms, --hier, "
-              "--mode, --depth, --max-detections, --batch, --size, --device, and --json [FILE] (JSON on stdout, or "
-              "written to FILE). --config and --data take a shipped name (yolo9000, tiny; shapes, coco) or a path. "
+              "--mode, --depth, --max-detections, --batch, --size, --device (eval: the scoring ones, --conf, "
+              "--nms, --hier, --size, --batch, --device), and --json [FILE] (JSON on stdout, or written to FILE). "
+              "--config and --data take a shipped name (yolo9000, tiny; shapes, coco) or a path. "
               "A user error prints one line, 'yolo9000 COMMAND: error: ...', and exits 2.")
 
 
@@ -60,10 +62,22 @@ def _missing(name: str) -> int:
     return 2
 
 
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost subcommand parser `args` went through (`yolo9000 data check`, `yolo9000 tree build`)."""
+    while True:
+        action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, action.dest, None) if action is not None and action.dest else None
+        if chosen not in (action.choices if action is not None else {}):
+            return parser
+        parser = action.choices[chosen]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand whose usage the user got wrong, not the top level's
+        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if not argv else 2

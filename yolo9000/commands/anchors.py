@@ -16,13 +16,13 @@ from yolo9000.errors import ConfigError
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="dataset descriptor (datasets/*.yaml, or a bare name)")
-    parser.add_argument("--split", default="train", help="split whose detection boxes are clustered")
-    parser.add_argument("--k", type=int, default=5, help="number of anchors")
-    parser.add_argument("--size", type=int, default=416, help="input side in pixels the grid units refer to")
-    parser.add_argument("--stride", type=int, default=32, help="input pixels per grid cell")
-    parser.add_argument("--seed", type=int, default=0, help="k-means++ seed")
-    parser.add_argument("--restarts", type=int, default=1, help="independent seedings; the best run is kept")
+    parser.add_argument("--data", required=True, help="dataset descriptor: a shipped name (shapes, coco, voc) or a path")
+    parser.add_argument("--split", default="train", help="split whose detection boxes are clustered (default %(default)s)")
+    parser.add_argument("--k", type=int, default=5, help="number of anchors (default %(default)s)")
+    parser.add_argument("--size", type=int, default=416, help="input side in pixels the grid units refer to (default %(default)s)")
+    parser.add_argument("--stride", type=int, default=32, help="input pixels per grid cell (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="k-means++ seed (default %(default)s)")
+    parser.add_argument("--restarts", type=int, default=1, help="independent seedings; the best run is kept (default %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a descriptor value, e.g. root=/data/coco")
     parser.set_defaults(func=run)

@@ -123,7 +123,7 @@ def run_combine(args: argparse.Namespace) -> int:
 
 
 def _descriptor_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="dataset descriptor (datasets/*.yaml or a bare name)")
+    parser.add_argument("dataset", help="dataset descriptor: a shipped name (shapes, coco, voc) or a path")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a descriptor key (dotted path; repeatable)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

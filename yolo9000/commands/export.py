@@ -43,7 +43,8 @@ DETECTOR_OUTPUTS = ("raw", "boxes", "objectness", "scores")
 def register(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--weights", help="our checkpoint (.pt) or darknet .weights; omitted: random weights")
-    parser.add_argument("--format", choices=("onnx", "darknet"), default="onnx")
+    parser.add_argument("--format", choices=("onnx", "darknet"), default="onnx",
+                        help="onnx: the network and its PostProcess up to NMS; darknet: .cfg + .weights (default onnx)")
     parser.add_argument("--out", required=True, help="output file (.onnx), or the .cfg/.weights prefix for darknet")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (18: the torch.export exporter's lowest)")
     parser.add_argument("--static", action="store_true", help="fix batch 1 and --size instead of dynamic axes")

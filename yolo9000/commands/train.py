@@ -26,7 +26,7 @@ from yolo9000.runs import RunLock, sigterm_as_interrupt
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config (configs/stages/*.yaml, configs/tiny.yaml, ...)")
+    parser.add_argument("--config", help="YAML config: a shipped name (tiny, demo, stages/3_yolo9000_joint, ...) or a path")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. train.max_steps=100 (repeatable)")
     parser.add_argument("--data-set", action="append", default=[], metavar="KEY=VALUE",
