@@ -50,7 +50,7 @@ from yolo9000.data.descriptor import (DatasetDescriptor, check_tree_fits, load_d
 from yolo9000.data.device import feed
 from yolo9000.device import autocast, resolve_amp
 from yolo9000.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, wrap_model
-from yolo9000.errors import ClassMapError, DatasetError
+from yolo9000.errors import ClassMapError, DatasetError, EmptySourceError
 from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.logging import RunLogger
 from yolo9000.optim import build_optimizer, build_scheduler
@@ -339,7 +339,8 @@ class _Trainer:
         check_tree_fits(descriptor, cfg.model.tree, self.tree)
         try:
             self.loader, self.counts = _build_loader(cfg, self.descriptor, self.tree, info)
-        except ClassMapError as err:
+        except (ClassMapError, EmptySourceError) as err:
+            # With another tree than the data's, a source whose labels all miss it is the mismatch, not the data.
             if descriptor.tree is None or descriptor.tree == cfg.model.tree:
                 raise
             raise tree_mismatch(descriptor, cfg.model.tree, str(err)) from None

@@ -30,6 +30,10 @@ class DescriptorError(Yolo9000Error, ValueError):
     """A dataset descriptor is malformed; the message names the file and key."""
 
 
+class EmptySourceError(DescriptorError):
+    """A source of a split holds no images (an empty folder, or every entry left out); the message says why."""
+
+
 class DatasetError(Yolo9000Error, ValueError):
     """A dataset file (annotations, image list, folder) is missing or malformed, or a split has nothing to use;
     the message names the file and line."""

@@ -42,7 +42,7 @@ from yolo9000.config import ConfigError, parse_overrides
 from yolo9000.data.images import ImageLoadError, image_size
 from yolo9000.data.pack import KINDS, PackSource, PackSummary, pack_sources
 from yolo9000.data.source import ConcatSource, Source, report_problems, resolve
-from yolo9000.errors import DescriptorError  # noqa: F401  (re-exported)
+from yolo9000.errors import DescriptorError, EmptySourceError  # noqa: F401  (re-exported)
 from yolo9000.reference import darknet_dir, data_home
 from yolo9000.yaml_io import read_yaml
 
@@ -286,7 +286,7 @@ def _build(descriptor: DatasetDescriptor, split: str, kind: str, tree: WordTree 
             # An empty folder, or every entry left out: training or evaluating on it would be a silent no-op.
             skipped = getattr(source, "skipped", None)
             why = f" (left out: {', '.join(f'{k} {n}' for k, n in sorted(skipped.items()))})" if skipped else ""
-            raise DescriptorError(f"{descriptor.source}: splits.{split}.{kind}[{i}]: {spec.format} source "
+            raise EmptySourceError(f"{descriptor.source}: splits.{split}.{kind}[{i}]: {spec.format} source "
                                   f"{source.name} holds no images{why}")
     if not sources:
         return None
