@@ -30,22 +30,23 @@ def parse_tree_lines(lines: Sequence[str], source: str = "tree") -> tuple[list[s
     return wnids, parents
 
 
-def _read_text(path: Path) -> str:
-    """UTF-8 text with a leading BOM stripped (an editor's BOM would otherwise stick to the first wnid)."""
+def read_text(path: str | Path, error: type[Exception] = TreeError) -> str:
+    """UTF-8 text with a leading BOM stripped (an editor's BOM would otherwise stick to the first wnid); `error`
+    naming the file when it does not exist, is not UTF-8 or cannot be read."""
     path = Path(path)
     try:
         return path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise TreeError(f"{path} does not exist") from None
+        raise error(f"{path} does not exist") from None
     except UnicodeDecodeError as err:
-        raise TreeError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        raise error(f"{path}: not UTF-8 text (byte {err.start})") from None
     except OSError as err:
-        raise TreeError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise error(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def _read_lines(path: Path) -> list[str]:
     # darknet's fgetl + sscanf ignores a trailing CR; so do we. A final newline does not make an empty node.
-    text = _read_text(path)
+    text = read_text(path)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -137,7 +138,7 @@ def write_json(tree: WordTree, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> WordTree:
     try:
-        data = json.loads(_read_text(Path(path)))
+        data = json.loads(read_text(Path(path)))
     except json.JSONDecodeError as err:
         raise TreeError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
     if not isinstance(data, dict):

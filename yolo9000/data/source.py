@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+import wordtree.io
 from yolo9000.data.images import ImageLoadError, decode_image, read_bytes
 from yolo9000.errors import DatasetError
 
@@ -30,15 +31,7 @@ Kind = Literal["detection", "classification"]
 def read_text(path: str | Path) -> str:
     """A text annotation file (list, label file, image set), UTF-8 with an optional BOM; DatasetError naming
     the file when it does not exist, is not UTF-8 or cannot be read."""
-    path = Path(path)
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise DatasetError(f"{path} does not exist") from None
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from None
+    return wordtree.io.read_text(path, DatasetError)
 
 
 def annotation_path(base: Path, name: object, where: str, allow_outside: bool = False) -> Path:
