@@ -74,12 +74,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
+    def ignore(signum: int, frame: object) -> None:
+        pass
+
     def interrupt(signum: int, frame: object) -> None:
         # Once: a second SIGTERM (schedulers repeat it) must not abort the checkpoint the first one asked for.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # A Python no-op rather than SIG_IGN/SIG_DFL: a signal that already arrived but whose Python handler has not
+        # run yet would otherwise raise "OSError: Signal N ignored due to race condition".
+        signal.signal(signal.SIGTERM, ignore)
         # A SIGTERM sent to the whole process group kills the DataLoader workers too; torch's SIGCHLD handler
         # would then raise "worker killed" in the middle of the checkpoint being saved. The run is ending anyway.
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, ignore)
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
