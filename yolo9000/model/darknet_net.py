@@ -310,6 +310,16 @@ def _zero_or_error(section: CfgSection, key: str) -> None:
         raise CfgError(f"{section.where(key)}={section.get_str(key)}: not supported (only {key}=0)")
 
 
+
+def apply_layer(module: nn.Module, x: Tensor, outputs: dict[int, Tensor]) -> Tensor:
+    """One cfg layer on the previous output `x`; routes and shortcuts read earlier outputs by layer index."""
+    if isinstance(module, Route):
+        return module([outputs[i] for i in module.sources])
+    if isinstance(module, Shortcut):
+        return module(x, outputs[module.source])
+    return module(x)
+
+
 class DarknetNet(nn.Module):
     """The network of a darknet cfg; raw outputs (see the module docstring).
 
@@ -567,12 +577,7 @@ class DarknetNet(nn.Module):
                     break
             if isinstance(module, Cost) and not collect:
                 continue
-            if isinstance(module, Route):
-                x = module([outputs[i] for i in module.sources])
-            elif isinstance(module, Shortcut):
-                x = module(x, outputs[module.source])
-            else:
-                x = module(x)
+            x = apply_layer(module, x, outputs)
             if index in self.keep:
                 outputs[index] = x
             if collect:
@@ -667,12 +672,7 @@ class CfgTrunk(nn.Module):
         """Float[B, C, H, W] -> (stride-16 features or None, the last layer's features)."""
         outputs: dict[int, Tensor] = {}
         for index, module in enumerate(self.net.layers):
-            if isinstance(module, Route):
-                x = module([outputs[i] for i in module.sources])
-            elif isinstance(module, Shortcut):
-                x = module(x, outputs[module.source])
-            else:
-                x = module(x)
+            x = apply_layer(module, x, outputs)
             if index in self.net.keep:
                 outputs[index] = x
         return (outputs[self.index16] if self.index16 is not None else None), x
