@@ -81,6 +81,22 @@ def test_tiny_output_shape_any_multiple_of_32(height, width):
         model(torch.rand(1, 3, 70, 64))
 
 
+def test_stride_16_keeps_the_last_stage_at_stride_16():
+    cfg = load_config("tiny", ["model.stride=16", "model.passthrough=false", "model.input_size=144"]).model
+    model = build_model(cfg)
+    assert model.stride == 16
+    out = model(torch.rand(2, 3, 80, 144))
+    assert out.shape == (2, 3, 5 + 11, 5, 9)
+    # Same parameters as the stride-32 network without passthrough: only the last max-pool's stride differs.
+    same = build_model(load_config("tiny", ["model.passthrough=false"]).model)
+    assert [p.shape for p in model.parameters()] == [p.shape for p in same.parameters()]
+    assert summarize(model, 144).output_shape == (1, 3, 16, 9, 9)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        model(torch.rand(1, 3, 72, 64))
+    with pytest.raises(ConfigError, match=r"model\.stride"):
+        load_config("tiny", ["model.stride=16", "model.passthrough=false", "model.trunk=torchvision:resnet18"])
+
+
 def test_tiny_every_parameter_gets_a_gradient():
     torch.manual_seed(0)
     model = build_model(load_config("tiny").model)
@@ -162,7 +178,8 @@ def test_darknet_batchnorm_eval_uses_epsilon_on_std(generator):
 @pytest.mark.parametrize("override,key", [
     ("model.widht=0.5", "model.widht"),
     ("model.width=-1", "model.width"),
-    ("model.stride=16", "model.stride"),
+    ("model.stride=8", "model.stride"),
+    ("model.stride=16", "model.passthrough"),    # the passthrough folds stride-16 features onto a stride-32 grid
     ("model.anchors=[[1.0, 0.0]]", "model.anchors"),
     ("model.input_size=100", "model.input_size"),
 ])

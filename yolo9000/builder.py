@@ -92,7 +92,7 @@ def _darknet19_trunk(cfg: ModelConfig, name: str) -> nn.Module:
         raise ConfigError(f"model.trunk: darknet19 takes no name (got darknet19:{name})")
     if cfg.trunk_weights is not None:
         raise ConfigError("model.trunk_weights: Darknet-19 loads weights through train.init or --weights")
-    return Darknet19(cfg.width, cfg.depth)
+    return Darknet19(cfg.width, cfg.depth, stride=cfg.stride)
 
 
 def _torchvision_trunk(cfg: ModelConfig, name: str) -> nn.Module:
@@ -161,7 +161,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     trunk = build_trunk(cfg)
     if cfg.head == "classifier":
         return Classifier(trunk, cfg.num_classes)
-    return YOLODetector(trunk, cfg.num_classes, cfg.anchors, cfg.width, cfg.passthrough, cfg.head_convs)
+    return YOLODetector(trunk, cfg.num_classes, cfg.anchors, cfg.width, cfg.passthrough, cfg.head_convs,
+                        stride=cfg.stride)
 
 
 def build_criterion(cfg: ModelConfig, loss: LossConfig) -> nn.Module:

@@ -69,10 +69,15 @@ class ModelConfig(_Section):
     passthrough: bool = True              # YOLOv2's reorg route from the 26x26 features
     head_convs: int = 3                   # extra 3x3x1024 convs before the prediction (yolov2: 3, yolo9000: 0)
     input_size: int = 416                 # default square input; any multiple of 32 works
-    stride: int = 32
+    stride: int = 32                      # 16: the darknet19 trunk's last max-pool keeps the size (yolov2-tiny)
 
     def check(self) -> None:
-        self._require(self.stride == 32, "stride", "is not supported; every trunk here has stride 32")
+        self._require(self.stride in (16, 32), "stride", "must be 32 or 16")
+        if self.stride == 16:
+            self._require(self.trunk == "darknet19" and self.head == "region", "stride",
+                          "16 needs the darknet19 trunk and a region head (its last max-pool keeps the size)")
+            self._require(not self.passthrough, "passthrough",
+                          "must be false with stride 16 (it folds stride-16 features onto a stride-32 grid)")
         self._require(self.width > 0, "width", "must be positive")
         self._require(self.tree is not None or self.num_classes >= 1, "num_classes", "must be at least 1")
         self._require(self.input_size > 0 and self.input_size % self.stride == 0, "input_size",

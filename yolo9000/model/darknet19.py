@@ -56,19 +56,26 @@ class Darknet19(nn.Module):
         width: channel multiplier (1.0 = the paper).
         depth: "full" (18 convs) or "tiny" (6 convs).
         in_channels: image channels.
+        stride: 32 (the paper), or 16: `stride32` (the last stage) then keeps the stride-16 resolution.
     Attributes:
         channels16, channels32: output channels of the two feature maps.
     """
 
-    def __init__(self, width: float = 1.0, depth: Literal["full", "tiny"] = "full", in_channels: int = 3) -> None:
+    def __init__(self, width: float = 1.0, depth: Literal["full", "tiny"] = "full", in_channels: int = 3,
+                 stride: Literal[16, 32] = 32) -> None:
         super().__init__()
+        if stride not in (16, 32):
+            raise ValueError(f"Darknet19: stride {stride} is not 16 or 32")
         layers = darknet19_layers(depth)
         last_pool = max(i for i, spec in enumerate(layers) if spec[0] == "max")
         blocks: list[tuple[str, nn.Module]] = []
         channels, channels16 = in_channels, in_channels
         for i, (kind, filters, size) in enumerate(layers):
             if kind == "max":
-                blocks.append((str(i), MaxPoolDarknet(size, size)))
+                # Stride 16: the last max-pool keeps the size (size 2, stride 1), as yolov2-tiny.cfg's sixth does,
+                # so the last stage sees twice the resolution: a 128 px input gives an 8x8 grid.
+                pool_stride = 1 if i == last_pool and stride == 16 else size
+                blocks.append((str(i), MaxPoolDarknet(size, pool_stride)))
                 if i == last_pool:
                     channels16 = channels
             else:
@@ -81,6 +88,6 @@ class Darknet19(nn.Module):
         self.num_layers = len(layers)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Float[B, 3, H, W] -> (Float[B, C16, H/16, W/16], Float[B, C32, H/32, W/32])."""
+        """Float[B, 3, H, W] -> (Float[B, C16, H/16, W/16], Float[B, C32, H/s, W/s]), s the stride (32 or 16)."""
         c16 = self.stride16(x)
         return c16, self.stride32(c16)

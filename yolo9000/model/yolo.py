@@ -22,7 +22,7 @@ from yolo9000.model.layers import ConvBNLeaky, Reorg
 
 
 class YOLODetector(nn.Module):
-    """A trunk + the YOLOv2 region head; returns raw Float[B, A, 5+N, H/32, W/32].
+    """A trunk + the YOLOv2 region head; returns raw Float[B, A, 5+N, H/s, W/s] (s = stride, 32 or 16).
 
     Args:
         trunk: features at stride 16 and 32 (see the module docstring).
@@ -32,18 +32,19 @@ class YOLODetector(nn.Module):
         passthrough: YOLOv2's reorg route from the stride-16 features.
         head_convs: 3x3 convs at 1024*width channels after the trunk; with the passthrough the last of them
             comes after the concatenation (as in yolov2.cfg).
+        stride: input pixels per output cell: 32, or 16 for a trunk whose last stage keeps the stride-16 size
+            (then without the passthrough, which folds stride-16 features onto a stride-32 grid).
     Attributes:
         anchors: Float[A, 2] buffer, grid units.
-        stride: input pixels per output cell (32).
+        stride: input pixels per output cell.
         num_classes: N.
         num_anchors: A.
     """
 
-    stride: int = 32
-
     def __init__(self, trunk: nn.Module, num_classes: int, anchors: Tensor, width: float = 1.0,
-                 passthrough: bool = True, head_convs: int = 3) -> None:
+                 passthrough: bool = True, head_convs: int = 3, stride: int = 32) -> None:
         super().__init__()
+        self.stride = stride
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
         self.register_buffer("anchors", anchors)
         self.num_classes = num_classes
@@ -72,7 +73,7 @@ class YOLODetector(nn.Module):
         self.pred = nn.Conv2d(channels, self.num_anchors * (5 + num_classes), 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Float[B, 3, H, W] (H, W multiples of 32) -> raw Float[B, A, 5+N, H/32, W/32]:
+        """Float[B, 3, H, W] (H, W multiples of the stride) -> raw Float[B, A, 5+N, H/s, W/s]:
         tx, ty, tw, th, objectness logit, N class (or tree node) logits."""
         if x.shape[-1] % self.stride or x.shape[-2] % self.stride:
             raise ValueError(f"input size {tuple(x.shape[-2:])} is not a multiple of {self.stride}")
