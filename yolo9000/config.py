@@ -198,6 +198,7 @@ class TrainConfig(_Section):
     init_mode: Literal["auto", "full", "trunk"] = "auto"  # auto: whole model if it fits, else the trunk only
     freeze_bn: bool = False               # batch norm in eval mode (fixed statistics) for tiny per-device batches
     tensorboard: bool = True              # also write TensorBoard events under <run>/tb
+    ema: float | None = None              # decay of a moving average of the weights, which the checkpoint serves
 
     def check(self) -> None:
         for key in ("epochs", "subdivisions", "log_every"):
@@ -208,6 +209,7 @@ class TrainConfig(_Section):
             self._require(getattr(self, key) is None or getattr(self, key) >= 0, key, "must be >= 0 (or null)")
         self._require(0 <= self.momentum < 1, "momentum", "must lie in [0, 1)")
         self._require(self.power > 0, "power", "must be > 0")
+        self._require(self.ema is None or 0 < self.ema < 1, "ema", "must lie in (0, 1) (or null: no average)")
         self._require(self.clip_grad_norm is None or self.clip_grad_norm > 0, "clip_grad_norm",
                       "must be > 0 (or null: no clipping)")
         self._require(self.schedule != "steps" or len(self.steps) == len(self.scales), "steps",

@@ -20,6 +20,9 @@ Design points:
 * Exact resume: the checkpoint holds the model, optimizer, schedule, sampler position, RNG states, step, seen
   and epoch, and every sample's augmentation is seeded by (seed, epoch, batch, image) in the sampler, not by the
   loader worker that happens to load it, so a resumed run sees the same batches with the same augmentation.
+* `train.ema`: a moving average of the weights (`yolo9000.ema`) is what the checkpoint's `model` holds, so
+  detect, eval and a next stage's `train.init` use the averaged weights; the trained ones ride along as
+  `train_model` for resuming.
 * DDP via torchrun (NCCL on GPU, gloo on CPU): each rank reads its slice of the sampler's global batch, gradients
   are averaged by DDP, logged values are averaged over ranks, and only rank 0 writes files.
 """
@@ -50,6 +53,7 @@ from yolo9000.data.descriptor import (DatasetDescriptor, check_tree_fits, load_d
 from yolo9000.data.device import feed
 from yolo9000.device import autocast, resolve_amp
 from yolo9000.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, wrap_model
+from yolo9000.ema import WeightEMA
 from yolo9000.errors import ClassMapError, DatasetError, EmptySourceError
 from yolo9000.evaluate import evaluate_classification, evaluate_detection  # noqa: F401  (public API)
 from yolo9000.logging import RunLogger
@@ -271,18 +275,23 @@ class RunState:
 
     def save(self, parts: dict[str, Any], step: int | None = None) -> Path | None:
         """Write the state after `step` (default: the current one); rank 0 only. `parts`: the objects with a
-        state_dict (model, optimizer, scheduler, and scaler when there is one). Returns the file written, or None
-        (another rank, or weights gone non-finite: then `unsaved` says why and the previous checkpoint stays)."""
+        state_dict (model, optimizer, scheduler, and scaler and ema when there are). Returns the file written, or
+        None (another rank, or weights gone non-finite: then `unsaved` says why and the previous checkpoint stays).
+        With an ema, `model` is the averaged weights and `train_model` the trained ones."""
         step = self.step if step is None else step
         if not self.info.is_main:
             return None
         position = self.history[step]
-        state = {"model": parts["model"].state_dict(), "optimizer": parts["optimizer"].state_dict(),
+        ema: WeightEMA | None = parts.get("ema")
+        trained = parts["model"].state_dict()
+        state = {"model": ema.state if ema is not None else trained, "optimizer": parts["optimizer"].state_dict(),
                  "scheduler": parts["scheduler"].state_dict(), "sampler": position["sampler"], "rng": rng_state(),
                  "step": step, "seen": position["seen"], "epoch": position["epoch"], "config": to_dict(self.cfg),
                  "world_size": self.info.world_size}
         if parts.get("scaler") is not None:
             state["scaler"] = parts["scaler"].state_dict()
+        if ema is not None:
+            state.update(train_model=trained, ema=ema.state_dict())
         try:
             self.checkpoint = save_checkpoint(state, self.path)
         except NonFiniteStateError as err:
@@ -300,7 +309,13 @@ class RunState:
             if diff:
                 raise ConfigError(f"{self.path} was trained with another model ({diff}); resume with the run's "
                                   f"config.yaml or start a new run")
-        parts["model"].load_state_dict(model_state(state, self.path))
+        weights = model_state(state, self.path)
+        parts["model"].load_state_dict(state.get("train_model", weights))
+        if parts.get("ema") is not None:
+            if "ema" in state:
+                parts["ema"].load_state_dict(state["ema"], weights)
+            else:   # a run without an average resumed with one: it starts from the resumed weights
+                parts["ema"].load_state_dict({"updates": 0}, weights)
         parts["optimizer"].load_state_dict(state["optimizer"])
         parts["scheduler"].load_state_dict(state["scheduler"])
         if parts.get("scaler") is not None and "scaler" in state:
@@ -362,6 +377,7 @@ class _Trainer:
             tc.epochs * self.sampler.num_batches // tc.subdivisions)
         self.scheduler = build_scheduler(self.optimizer, tc, self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
+        self.ema = WeightEMA(model, tc.ema) if tc.ema is not None else None
 
         self.state = RunState(cfg, run_dir, info)
         if resume:
@@ -382,7 +398,8 @@ class _Trainer:
         self.bar = None
 
     def _parts(self) -> dict[str, Any]:
-        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler,
+                "ema": self.ema}
 
     # ------------------------------------------------------------------ one step
     def forward_backward(self, batch: Batch, sync: bool) -> None:
@@ -421,6 +438,8 @@ class _Trainer:
             self.optimizer.found_inf = bad.float()
             self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.optimizer.zero_grad(set_to_none=True)
         self.guard.commit()
         self.state.step += 1
@@ -441,6 +460,8 @@ class _Trainer:
         for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                        self.scheduler.lr_lambdas):
             group["lr"] = base * factor(step)
+        # The average took in the bad step's batch-norm statistics: the last good state is the trained weights.
+        self.ema = None
         saved = self.state.save(self._parts(), step)
         self.state.step, self.state.seen = step, self.state.history[step]["seen"]
         terms = ", ".join(f"{n}={v}" for n, v in bad)
