@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_data_sources import coco_ann, write_coco, write_image
 
-from yolo9000.config import DataConfig
+from yolo9000.config import ConfigError, DataConfig
 from yolo9000.data.collate import Batch, collate
 from yolo9000.data.descriptor import load_descriptor
 from yolo9000.data.images import decode_image
@@ -104,6 +104,32 @@ def test_train_loader_state_dict_resumes_mid_epoch(world):
     for (ids_a, images_a), (ids_b, images_b) in zip(first + rest, full):
         assert torch.equal(ids_a, ids_b)
         assert torch.equal(images_a, images_b)  # each sample's augmentation is seeded by the sampler, not the worker
+
+
+def test_cached_images_give_the_same_batches_and_are_decoded_once(world, monkeypatch):
+    from yolo9000.data import source as source_module
+
+    def epochs(cache: bool) -> list[torch.Tensor]:
+        loader = build_train_loader(load_descriptor(world), None, DataConfig(**SMALL, cache=cache), seed=3,
+                                    num_batches=6)
+        out = []
+        for epoch in range(2):
+            loader.batch_sampler.set_epoch(epoch)
+            out += [batch.images for batch in loader]
+        return out
+
+    reads = []
+    decode = source_module.decode_image
+    monkeypatch.setattr(source_module, "decode_image", lambda data, file, *a, **k: reads.append(file) or decode(data, file, *a, **k))
+    plain = epochs(False)
+    plain_reads, reads[:] = len(reads), []
+    cached = epochs(True)
+    assert len(plain) == len(cached) and all(torch.equal(a, b) for a, b in zip(plain, cached))
+    # Every image that loads was decoded once; the truncated one fails (and is tried) each time it is drawn.
+    again = {Path(file).name for file in reads if reads.count(file) > 1}
+    assert again <= {"5.jpg"} and len(reads) < plain_reads
+    with pytest.raises(ConfigError, match="data.cache"):
+        DataConfig(cache=True, decode="device")
 
 
 def test_eval_loader_letterboxes_in_dataset_order(world):

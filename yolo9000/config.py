@@ -151,6 +151,7 @@ class DataConfig(_Section):
     # cpu: loader workers decode and augment; device: workers hand over JPEG bytes and drawn augmentations, and
     # decoding (nvjpeg on CUDA) and augmentation run batched on the training device (data/device.py).
     decode: Literal["cpu", "device"] = "cpu"
+    cache: bool = False                   # keep decoded training images in memory (per loader process): small data
     class_map: str | None = None          # darknet .map, or a YAML of category -> wnid
 
     def check(self) -> None:
@@ -163,6 +164,8 @@ class DataConfig(_Section):
         self._require(self.multiscale_period >= 1, "multiscale_period", "must be >= 1")
         self._require(self.eval_size > 0, "eval_size", "must be positive")
         self._require(0 <= self.jitter < 1, "jitter", "must lie in [0, 1)")
+        self._require(not (self.cache and self.decode == "device"), "cache",
+                      "keeps decoded images, but data.decode: device decodes them on the device; use one")
 
 
 @dataclass(frozen=True)

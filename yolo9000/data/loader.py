@@ -34,13 +34,19 @@ class SizedDataset(Dataset):
     """Detection sources then classification sources, indexed by `(index, size)`, transformed to that size.
 
     Returns `(image, target)` or, when the sample cannot be loaded, a `Failure` (kind, file) for the collate to
-    count; exceptions other than unreadable images (bugs) still propagate.
+    count; exceptions other than unreadable images (bugs) still propagate. With `cache` (`data.cache`), each
+    decoded image is kept the first time it is read (in every loader process its own copy): the transforms never
+    modify their inputs, so a kept image serves every later epoch and size.
     """
 
     def __init__(self, parts: Sequence[Source], transform: TrainTransform | EvalTransform,
-                 encoded: bool = False) -> None:
+                 encoded: bool = False, cache: bool = False) -> None:
         if encoded and not isinstance(transform, TrainTransform):
             raise ValueError("SizedDataset: encoded samples (data.decode: device) are for training only")
+        if encoded and cache:
+            raise ValueError("SizedDataset: data.cache keeps decoded images; data.decode: device decodes on the "
+                             "device")
+        self.cache: dict[int, tuple[Tensor, dict]] | None = {} if cache else None
         self.parts = [p for p in parts if p is not None]
         self.offsets = torch.tensor([0] + [len(p) for p in self.parts]).cumsum(0)
         self.transform = transform
@@ -59,7 +65,12 @@ class SizedDataset(Dataset):
         try:
             if self.encoded:  # bytes and the drawn augmentation: the device decodes and renders (data/device.py)
                 return encode_sample(part, local, self.transform, size, generator)
-            image, target = part[local]
+            if self.cache is None:
+                image, target = part[local]
+            else:
+                if index not in self.cache:
+                    self.cache[index] = part[local]
+                image, target = self.cache[index]
         except ImageLoadError as err:
             return FAILURE_KINDS[err.reason], part.records[local].file
         return self.transform(image, target, size, generator)
@@ -151,7 +162,7 @@ def build_train_loader(descriptor: DatasetDescriptor, tree: WordTree | None, dat
                                exposure=data_cfg.exposure, flip=data_cfg.flip, min_box_size=data_cfg.min_box_size)
     if encoded is None:
         encoded = data_cfg.decode == "device"
-    dataset = SizedDataset([detection, classification], transform, encoded=encoded)
+    dataset = SizedDataset([detection, classification], transform, encoded=encoded, cache=data_cfg.cache)
     sampler = MixedBatchSampler(len(detection or []), len(classification or []), data_cfg.det_per_batch,
                                 data_cfg.cls_per_batch, sizes=tuple(data_cfg.multiscale),
                                 period=data_cfg.multiscale_period, seed=seed, rank=rank, world_size=world_size,

@@ -172,11 +172,11 @@ def render(images: Sequence[Tensor], params: Sequence[AugmentParams]) -> Tensor:
         return out
     if len(params) == 1:
         # One image (a CPU worker): jitter the picture only and give the bars the jittered gray, which is what
-        # jittering them would give; for 4:3 photos a quarter fewer pixels through the costliest step.
+        # jittering them would give; for 4:3 photos a quarter fewer pixels through the costliest step. Gray has
+        # no chroma, so hue and saturation leave it alone: jittered, it is the gray times the exposure.
         (x, y), (h, w), hsv = params[0].offset, params[0].resized, params[0].hsv
-        fill = hsv_jitter(torch.full((3, 1, 1), GRAY_FILL / 255, device=device), *hsv)
         picture = hsv_jitter(out[0, :, y:y + h, x:x + w], *hsv)
-        out[0] = fill
+        out[0] = min(GRAY_FILL / 255 * hsv[2], 1.0)
         out[0, :, y:y + h, x:x + w] = picture
         return out
     factors = torch.tensor([p.hsv for p in params], dtype=torch.float32).to(device, non_blocking=True)
