@@ -48,7 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pictures", type=int, default=6, help="annotated evaluation images to write")
     parser.add_argument("--skip-tree", action="store_true", help="skip the 9k tree comparison (step 1)")
     parser.add_argument("--threads", type=int,
-                        help="torch threads (default: the CPUs the load average leaves free, at least 1)")
+                        help="torch threads (default: the CPUs other processes leave free now, at least 1)")
     parser.add_argument("--supervised", action="store_true",
                         help="the fully supervised reference: every fine class has boxes in the detection images")
     parser.set_defaults(func=run)
@@ -97,19 +97,43 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _set_threads(threads: int | None) -> int:
-    """Set torch's thread count for the demo: by default the CPUs that other processes leave free (the CPU count
-    less the 1-minute load average, at least 1).
+def busy_cpus(seconds: float = 0.5) -> float:
+    """CPUs that other processes keep busy now: sampled from /proc/stat over `seconds` while this process sleeps
+    (so all of it is theirs); where there is no /proc/stat, the 1-minute load average.
+
+    Not the load average where it can be helped: it trails by minutes, so right after a busy spell (or this
+    demo's own set-up) it still reports cores that are free again.
+    """
+    def snapshot() -> tuple[float, float]:
+        with open("/proc/stat") as stat:
+            fields = [float(v) for v in stat.readline().split()[1:9]]
+        return sum(fields), fields[3] + fields[4]   # all jiffies; idle + iowait
+    try:
+        total0, idle0 = snapshot()
+        time.sleep(seconds)
+        total1, idle1 = snapshot()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    elapsed = total1 - total0
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / elapsed) if elapsed > 0 else 0.0
+
+
+def _set_threads(threads: int | None) -> tuple[int, str]:
+    """Set torch's thread count for the demo: by default the CPUs that other processes leave free (at least 1).
+    Returns the count and why.
 
     The tiny model's operations are short, and each waits for all its OpenMP threads: when another process holds
-    one of the cores, every operation stalls. On the shared 2-core machine (load ~10) the fast demo's training ran
+    one of the cores, every operation stalls. On the shared 2-core machine (load ~10) the demo's training ran
     7.6 s per step with two threads and 0.33 s per step with one (README, "How fast, and why").
     """
     import torch
+    why = "--threads"
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) - round(os.getloadavg()[0]))
+        busy = busy_cpus()
+        threads = max(1, (os.cpu_count() or 1) - round(busy))
+        why = f"other processes keep {busy:.1f} CPUs busy"
     torch.set_num_threads(threads)
-    return threads
+    return threads, why
 
 
 def _precision(cfg) -> tuple[str, str]:
@@ -182,9 +206,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, [*world_keys, *args.set])
     amp, why = _precision(cfg)
     _describe_world(descriptor, cfg, args.supervised)
-    threads = _set_threads(args.threads)
+    threads, threads_why = _set_threads(args.threads)
     print(f"\nprecision: {'float32' if amp == 'off' else amp} ({why}); {threads} torch thread(s) of "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"{os.cpu_count()} CPUs ({threads_why})", flush=True)
 
     from dataclasses import replace
 
@@ -248,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
                "without_boxes_ratio": paper["ratio"], "paper_ratio": PAPER_RATIO,
                "coarse_map": coarse["map"], "fine_map": fine["map"], "fine_map50_per_depth": per_depth,
                "supervised": args.supervised,
-               "amp": amp, "train_seconds": train_seconds, "images_seen": images_seen,
+               "amp": amp, "threads": threads, "train_seconds": train_seconds, "images_seen": images_seen,
                "joint_images_seen": result.seen, "joint_steps": result.steps,
                "wall_seconds": time.perf_counter() - started, "cpu_seconds": _cpu_seconds() - cpu_started,
                "per_class_ap50": {e.get("node_name") or e["name"]: e["ap50"]
