@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from yolo9000.cli import main
-from yolo9000.commands.demo import paper_measure
+from yolo9000.commands.demo import busy_cpus, paper_measure
 from yolo9000.data.shapes import BOXED, FINE
 
 # 8 detection images of seed 0 hold boxes of all 11 fine classes (so each boxed class and, for --supervised,
@@ -90,3 +94,15 @@ def test_paper_measure_is_the_mean_without_boxes_over_the_mean_of_all():
     assert measure == {"with_boxes": 0.8, "without_boxes": 0.4, "all": 0.6, "ratio": pytest.approx(2 / 3)}
     fine["groups"]["classification_only"] = {"map50": math.nan, "categories": []}
     assert paper_measure(fine)["ratio"] is None and paper_measure(fine)["without_boxes"] is None
+
+
+def test_busy_cpus_sees_another_process_spinning():
+    """The demo's thread choice: a process spinning on one core counts as (about) one busy CPU."""
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.5)                       # let it start spinning
+        busy = busy_cpus(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert 0.6 <= busy <= (os.cpu_count() or 1) + 0.01
