@@ -145,8 +145,10 @@ def test_resolve_node_errors(tmp_path):
 
 
 def test_options_are_checked(detector):
-    with pytest.raises(ValueError, match="multiple of 32"):
+    with pytest.raises(ValueError, match="multiple of 16"):
         detector.with_options(size=100)
+    with pytest.raises(ValueError, match="multiple of the model's stride 32"):
+        detector.with_options(size=80)          # a whole number of stride-16 cells, not of this model's 32
     with pytest.raises(ValueError, match="mode"):
         detector.with_options(mode="greedy")
 

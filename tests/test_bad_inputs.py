@@ -551,7 +551,7 @@ def test_eval_exits_1_naming_an_image_it_skipped(dataset, tmp_path, capsys):
 @pytest.mark.parametrize("flag,value,needle", [("--conf", "-1", "not in [0, 1]"), ("--conf", "nan", "not in [0, 1]"),
                                                ("--conf", "high", "expected a number"),
                                                ("--nms", "1.5", "not in [0, 1]"),
-                                               ("--size", "100", "multiple of 32"), ("--size", "0", "multiple of 32"),
+                                               ("--size", "100", "multiple of 16"), ("--size", "0", "multiple of 16"),
                                                ("--batch", "0", ">= 1")])
 def test_values_checked_where_parsed(flag, value, needle, tmp_path, capsys):
     image = tmp_path / "a.png"

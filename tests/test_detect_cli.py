@@ -114,7 +114,7 @@ def test_one_vocabulary_checked_where_parsed_and_json_to_stdout_or_file(tmp_path
     base = ["--config", TINY, "--set", f"model.tree={tree_file}", str(images[0]), "--device", "cpu"]
     for command in ("detect", "query"):
         for bad, message in ((["--conf", "2"], "--conf: 2.0 is not in [0, 1]"),
-                             (["--size", "100"], "--size: 100 is not a positive multiple of 32"),
+                             (["--size", "100"], "--size: 100 is not a positive multiple of 16"),
                              (["--batch", "0"], "--batch: 0 must be >= 1"), (["--mode", "best"], "invalid choice")):
             with pytest.raises(SystemExit) as exit_:
                 main([command, *base, "--out", str(tmp_path / "o"), *bad] if command == "detect" else

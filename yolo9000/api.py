@@ -63,9 +63,16 @@ def unit_interval(value: float, name: str) -> None:
         raise ConfigError(f"{name}: {value} is not in [0, 1]")
 
 
-def positive_multiple_of_32(value: int, name: str) -> None:
-    if value <= 0 or value % 32:
-        raise ConfigError(f"{name}: {value} is not a positive multiple of 32")
+def positive_multiple_of_16(value: int, name: str) -> None:
+    # 16: the finest model stride (`model.stride`); the Detector checks the size against its model's own.
+    if value <= 0 or value % 16:
+        raise ConfigError(f"{name}: {value} is not a positive multiple of 16 (the model's stride: 16 or 32)")
+
+
+def check_size_fits(size: int, config: ModelConfig, name: str = "--size") -> None:
+    """ConfigError when `size` is no whole number of the model's grid cells."""
+    if size % config.stride:
+        raise ConfigError(f"{name}: {size} is not a multiple of the model's stride {config.stride}")
 
 
 def at_least(low: int) -> Callable[[int, str], None]:
@@ -99,7 +106,7 @@ class DetectorOptions:
         node: decide inside this node's subtree (a wnid, name or index): the walk starts at it with P(. | node), and
             score = objectness x P(node) x P(decided | node); None: the whole tree. Tree models only.
         leaf: walk down to a leaf whatever `hier_threshold` (the most specific answer).
-        size: letterbox input size (multiple of 32); None: the model config's input_size.
+        size: letterbox input size (a multiple of the model's stride); None: the model config's input_size.
         max_detections: per image.
         batch_size: images per forward pass in `Detector.batch`.
         amp: "bf16" runs the network under bf16 autocast (CPU or CUDA); "off" in float32. Decoding and the tree
@@ -125,7 +132,8 @@ class DetectorOptions:
     node: str | None = _option(None, "--node", "decide inside this node's subtree (wnid, name or index): the walk "
                                "starts there with P(.|node)", unset="the whole tree")
     leaf: bool = _option(False, "--leaf", "walk to a leaf whatever --hier (the most specific answer)")
-    size: int | None = _option(None, "--size", "input size, a multiple of 32", positive_multiple_of_32,
+    size: int | None = _option(None, "--size", "input size, a multiple of the model's stride (32, or 16)",
+                               positive_multiple_of_16,
                                unset="the config's")
     max_detections: int = _option(100, "--max-detections", "detections kept per image", at_least(1))
     batch_size: int = _option(8, "--batch", "images per forward pass", at_least(1))
@@ -221,6 +229,7 @@ class Detector:
         if options.get("size") is None:
             options["size"] = config.input_size
         self.options = DetectorOptions(**options)
+        check_size_fits(self.options.size, config)
         self.config = config
         self.device = select_device(device, flag="--device")
         self.tree = load_tree(config.tree)                                # names, paths, queries (CPU)
@@ -302,6 +311,7 @@ class Detector:
         if "size" in options and options["size"] is None:
             options["size"] = self.config.input_size
         new.options = dataclasses.replace(self.options, **options)
+        check_size_fits(new.options.size, self.config)
         return new
 
     @property

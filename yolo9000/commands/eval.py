@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from yolo9000.api import check_size_fits
 from yolo9000.commands.options import add_json_argument, add_option_arguments, emit_json
 from yolo9000.config import ConfigError, load_config
 from yolo9000.data.descriptor import load_descriptor
@@ -102,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("no dataset: give --data datasets/x.yaml (the config has no data.dataset)")
     descriptor = load_descriptor(dataset, args.data_set)
     device = select_device(args.device or cfg.train.device, flag="--device" if args.device else "train.device")
+    if args.size is not None:
+        check_size_fits(args.size, cfg.model)
     model = build_trained_model(cfg, weights, device)
     leaves = None
     if args.leaves:
