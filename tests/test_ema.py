@@ -32,7 +32,7 @@ def test_weight_ema_matches_a_plain_loop_over_every_float_tensor():
         net(torch.rand(2, 3, 6, 6)).square().mean().backward()   # moves weights and batch-norm statistics
         optimizer.step()
         optimizer.zero_grad()
-        ema.update(net)
+        ema.update()
         decay = 0.9 * (1 - math.exp(-step / 3))
         for key, value in net.state_dict().items():
             if value.is_floating_point():

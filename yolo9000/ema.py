@@ -31,23 +31,22 @@ class WeightEMA:
             raise ValueError(f"WeightEMA: decay {decay} must lie in (0, 1)")
         self.decay, self.warmup = decay, warmup
         self.updates = 0
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self._names = [k for k, v in self.state.items() if v.is_floating_point()]
+        live = model.state_dict()   # detached views of the model's tensors: the optimizer updates them in place
+        self.state = {k: v.detach().clone() for k, v in live.items()}
+        floats = [k for k, v in live.items() if v.is_floating_point()]
+        self._averaged, self._averaged_live = [self.state[k] for k in floats], [live[k] for k in floats]
+        self._copied = [(self.state[k], v) for k, v in live.items() if not v.is_floating_point()]
 
     def current_decay(self) -> float:
         return self.decay * (1 - math.exp(-self.updates / self.warmup))
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the average towards `model`'s current state."""
+    def update(self) -> None:
+        """Move the average towards the model's current state (the tensors it holds since `__init__`)."""
         self.updates += 1
-        weight = 1 - self.current_decay()
-        live = model.state_dict()
-        averages = [self.state[k] for k in self._names]
-        torch._foreach_lerp_(averages, [live[k].detach() for k in self._names], weight)
-        for key, value in self.state.items():
-            if not value.is_floating_point():
-                value.copy_(live[key])
+        torch._foreach_lerp_(self._averaged, self._averaged_live, 1 - self.current_decay())
+        for average, value in self._copied:
+            average.copy_(value)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "decay": self.decay, "warmup": self.warmup}

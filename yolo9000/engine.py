@@ -439,7 +439,7 @@ class _Trainer:
             self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.guard.commit()
         self.state.step += 1
